@@ -1,0 +1,18 @@
+//! Database migrations for the shop schema, portable between PostgreSQL and SQLite.
+//!
+//! The service runs them at start; `cargo run -p migration -- up|down|status|fresh` runs
+//! them by hand against `DATABASE_URL`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_schema;
+
+/// Every migration of the shop, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_create_schema::Migration)]
+    }
+}

@@ -1,0 +1,203 @@
+//! The application: shared state, router and middleware, start-up and graceful shutdown.
+//!
+//! `main` and the integration tests start the same [`Application`], so tests exercise
+//! exactly what runs in production.
+
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::{Router, extract::DefaultBodyLimit};
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
+use tokio::net::TcpListener;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{
+    auth::{self, JwtKeys, PasswordHasher},
+    config::{Config, DatabaseConfig, Secret},
+    db,
+    error::{method_not_allowed, panic_response, route_not_found},
+    health, idempotency,
+    openapi::ApiDoc,
+    orders, products, seed,
+};
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub config: Arc<Config>,
+    pub jwt: Arc<JwtKeys>,
+    pub passwords: Arc<PasswordHasher>,
+}
+
+impl AppState {
+    /// Connects to the database, migrates it and prepares the keys.
+    pub async fn new(config: Config) -> anyhow::Result<Self> {
+        let db = db::connect(&config).await?;
+        let secret = jwt_secret(&config)?;
+        let jwt = JwtKeys::new(secret.expose().as_bytes(), config.jwt_ttl);
+        let cost = config.bcrypt_cost;
+        let passwords = tokio::task::spawn_blocking(move || PasswordHasher::new(cost))
+            .await
+            .context("password hasher set-up failed")??;
+        Ok(Self {
+            db,
+            config: Arc::new(config),
+            jwt: Arc::new(jwt),
+            passwords: Arc::new(passwords),
+        })
+    }
+}
+
+/// A bound, ready-to-run HTTP server.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Prepares everything and binds the port (`PORT=0` picks a free one).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let state = AppState::new(config).await?;
+        seed_first_run(&state).await?;
+        let addr = SocketAddr::new(state.config.host, state.config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (HOST, PORT)"))?;
+        Ok(Self { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains in-flight requests.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let janitor = tokio::spawn(purge_idempotency_keys(self.state.clone()));
+        tracing::info!(address = %self.listener.local_addr()?, "shop is listening");
+        let app = router(self.state);
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        janitor.abort();
+        served.context("the HTTP server failed")
+    }
+}
+
+/// Every route, the docs and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let (routes, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::routes::router())
+        .merge(products::routes::router())
+        .merge(orders::routes::router())
+        .merge(health::router())
+        .split_for_parts();
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The configured secret, or on the embedded default one kept next to the database
+/// (generated on first start), so tokens survive restarts.
+fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.clone());
+    }
+    let DatabaseConfig::Sqlite { path } = &config.database else {
+        anyhow::bail!("JWT_SECRET is required with PostgreSQL");
+    };
+    let file = path
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("jwt_secret");
+    if let Ok(existing) = std::fs::read_to_string(&file)
+        && existing.trim().len() >= 32
+    {
+        return Ok(Secret::new(existing.trim()));
+    }
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&file, &secret).with_context(|| {
+        format!(
+            "cannot write the generated JWT secret to {}",
+            file.display()
+        )
+    })?;
+    tracing::warn!(
+        file = %file.display(),
+        "JWT_SECRET is not set: generated one and saved it next to the database; set JWT_SECRET in production"
+    );
+    Ok(Secret::new(secret))
+}
+
+fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(file)?.write_all(contents.as_bytes())
+}
+
+/// On an empty embedded database, seeds the admin and a catalog so a newcomer can try the
+/// API at once.
+async fn seed_first_run(state: &AppState) -> anyhow::Result<()> {
+    if state.config.database.is_postgres()
+        || entity::user::Entity::find().count(&state.db).await? > 0
+    {
+        return Ok(());
+    }
+    let config = &state.config;
+    let report = seed::run(
+        state,
+        &config.admin_email,
+        config.admin_password.expose(),
+        u64::from(config.seed_products),
+    )
+    .await?;
+    tracing::info!(
+        admin_email = %config.admin_email,
+        admin_password = %config.admin_password.expose(),
+        products = report.products_created,
+        "empty database: seeded an admin account and a catalog; change ADMIN_PASSWORD for anything but a trial"
+    );
+    Ok(())
+}
+
+/// Deletes expired idempotency keys once an hour.
+async fn purge_idempotency_keys(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match idempotency::purge_expired(&state.db, state.config.idempotency_ttl).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
+            Err(err) => tracing::warn!(error = ?err, "could not purge idempotency keys"),
+        }
+    }
+}

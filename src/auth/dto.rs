@@ -1,0 +1,67 @@
+//! Request and response bodies of the `/auth` routes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Role;
+
+/// `POST /auth/register`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    #[schema(example = "ann@example.com")]
+    pub email: Option<String>,
+    #[schema(example = "Ann")]
+    pub name: Option<String>,
+    /// 8+ characters with an upper-case letter, a lower-case letter, a digit and a symbol.
+    #[schema(example = "Str0ng!pass")]
+    pub password: Option<String>,
+}
+
+/// `POST /auth/login`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    #[schema(example = "ann@example.com")]
+    pub email: Option<String>,
+    #[schema(example = "Str0ng!pass")]
+    pub password: Option<String>,
+}
+
+/// An account as clients see it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserResponse {
+    pub id: Uuid,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A signed-in session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[serde(rename = "tokenType")]
+    pub token_type: &'static str,
+    /// Seconds until `access_token` expires.
+    #[serde(rename = "expiresIn")]
+    pub expires_in: u64,
+    pub user: UserResponse,
+}
+
+impl From<entity::user::Model> for UserResponse {
+    fn from(user: entity::user::Model) -> Self {
+        Self {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            role: Role::parse(&user.role).unwrap_or(Role::Client),
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+        }
+    }
+}

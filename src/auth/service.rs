@@ -1,0 +1,144 @@
+//! Account rules: registration, login and lookup. Knows nothing about HTTP.
+
+use axum::http::StatusCode;
+use entity::user;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
+use uuid::Uuid;
+
+use super::{
+    Role,
+    dto::{AuthResponse, LoginRequest, RegisterRequest, UserResponse},
+};
+use crate::{
+    app::AppState,
+    clock,
+    domain::{Email, Password},
+    error::{AppError, AppResult, FieldErrors},
+};
+
+/// Creates a `CLIENT` account and signs it in.
+pub async fn register(state: &AppState, request: RegisterRequest) -> AppResult<AuthResponse> {
+    let mut errors = FieldErrors::new();
+    let email = match request.email.as_deref().map(Email::parse) {
+        Some(Ok(email)) => Some(email),
+        Some(Err(msg)) => {
+            errors.insert("email".into(), vec![msg]);
+            None
+        }
+        None => {
+            errors.insert("email".into(), vec!["is required".into()]);
+            None
+        }
+    };
+    let password = match request.password.as_deref().map(Password::parse) {
+        Some(Ok(password)) => Some(password),
+        Some(Err(msg)) => {
+            errors.insert("password".into(), vec![msg]);
+            None
+        }
+        None => {
+            errors.insert("password".into(), vec!["is required".into()]);
+            None
+        }
+    };
+    let name = request
+        .name
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+        errors.insert("name".into(), vec!["must be at most 200 characters".into()]);
+    }
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(AppError::validation(errors));
+    };
+    if !errors.is_empty() {
+        return Err(AppError::validation(errors));
+    }
+
+    let user = create_user(state, &email, name, &password, Role::Client).await?;
+    session(state, user)
+}
+
+/// Inserts an account; a taken email is a 409 `email_taken`.
+pub async fn create_user(
+    state: &AppState,
+    email: &Email,
+    name: Option<String>,
+    password: &Password,
+    role: Role,
+) -> AppResult<user::Model> {
+    let password_hash = state.passwords.hash(password).await?;
+    let now = clock::now();
+    let model = user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        email: Set(email.as_str().to_owned()),
+        name: Set(name),
+        password_hash: Set(password_hash),
+        role: Set(role.as_str().to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    model.insert(&state.db).await.map_err(|err| {
+        if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+            AppError::conflict("email_taken", "An account with this email already exists.")
+        } else {
+            err.into()
+        }
+    })
+}
+
+/// Signs in with email and password. Unknown emails and wrong passwords get the same
+/// answer after the same amount of work.
+pub async fn login(state: &AppState, request: LoginRequest) -> AppResult<AuthResponse> {
+    let mut errors = FieldErrors::new();
+    if request.email.is_none() {
+        errors.insert("email".into(), vec!["is required".into()]);
+    }
+    if request.password.is_none() {
+        errors.insert("password".into(), vec!["is required".into()]);
+    }
+    let (Some(raw_email), Some(password)) = (request.email, request.password) else {
+        return Err(AppError::validation(errors));
+    };
+    let user = match Email::parse(&raw_email) {
+        Ok(email) => {
+            user::Entity::find()
+                .filter(user::Column::Email.eq(email.as_str()))
+                .one(&state.db)
+                .await?
+        }
+        Err(_) => None,
+    };
+    let verified = state
+        .passwords
+        .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await?;
+    match user {
+        Some(user) if verified => session(state, user),
+        _ => Err(AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "Invalid email or password.",
+        )),
+    }
+}
+
+/// The caller's account; a token whose account is gone is a 401.
+pub async fn me(state: &AppState, user_id: Uuid) -> AppResult<UserResponse> {
+    user::Entity::find_by_id(user_id)
+        .one(&state.db)
+        .await?
+        .map(UserResponse::from)
+        .ok_or_else(|| AppError::unauthorized("The account of this token no longer exists."))
+}
+
+fn session(state: &AppState, user: user::Model) -> AppResult<AuthResponse> {
+    let role = Role::parse(&user.role).unwrap_or(Role::Client);
+    let access_token = state.jwt.issue(user.id, &user.email, role, clock::now())?;
+    Ok(AuthResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: state.jwt.ttl().as_secs(),
+        user: user.into(),
+    })
+}

@@ -1,0 +1,90 @@
+//! Connecting to the database (SQLite file or PostgreSQL), migrating it, and opening
+//! write transactions that behave the same on both.
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::config::{Config, DatabaseConfig};
+
+/// How long start-up keeps trying to reach the database before giving up.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Connects (retrying for a while, so the service can start before its database) and
+/// brings the schema up to date.
+pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    let db = match &config.database {
+        DatabaseConfig::Sqlite { path } => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("cannot create the data directory {}", dir.display())
+                })?;
+            }
+            // WAL lets readers run beside the writer; writers queue on the busy timeout.
+            let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(config.database_max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await
+                .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+            sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+        }
+        DatabaseConfig::Postgres { url } => {
+            let mut options = ConnectOptions::new(url.clone());
+            options
+                .max_connections(config.database_max_connections)
+                .min_connections(1)
+                .connect_timeout(Duration::from_secs(5))
+                .acquire_timeout(Duration::from_secs(10))
+                .sqlx_logging(false);
+            let started = tokio::time::Instant::now();
+            loop {
+                match Database::connect(options.clone()).await {
+                    Ok(db) => break db,
+                    Err(err) if started.elapsed() < CONNECT_PATIENCE => {
+                        tracing::warn!(error = %err, "PostgreSQL is not reachable yet; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(err) => {
+                        return Err(err).context(format!(
+                            "PostgreSQL was not reachable for {}s (DATABASE_URL)",
+                            CONNECT_PATIENCE.as_secs()
+                        ));
+                    }
+                }
+            }
+        }
+    };
+    Migrator::up(&db, None)
+        .await
+        .context("database migration failed")?;
+    Ok(db)
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`), so concurrent writers queue instead of failing on a lock upgrade.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        isolation_level: None,
+        access_mode: None,
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+    })
+    .await
+}
+
+/// A cheap round trip, for readiness checks.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.ping().await
+}

@@ -1,0 +1,73 @@
+//! Request extractors whose rejections are problem+json: [`Json`] and [`Path`] wrap axum's
+//! own, mapping bad JSON, a wrong content type, an oversized body and a malformed path
+//! parameter to the statuses of the contract.
+
+use axum::{
+    extract::{
+        FromRequest, FromRequestParts,
+        rejection::{JsonRejection, PathRejection, QueryRejection},
+    },
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+use crate::error::AppError;
+
+/// A JSON body (`application/json`, at most the configured body limit).
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => AppError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send the body as JSON with `Content-Type: application/json`.",
+            ),
+            JsonRejection::JsonSyntaxError(err) => AppError::bad_request(
+                "malformed_json",
+                format!("The body is not valid JSON: {}", err.body_text()),
+            ),
+            JsonRejection::JsonDataError(err) => {
+                AppError::bad_request("invalid_body", err.body_text())
+            }
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The body is larger than the 1 MiB limit.",
+            ),
+            other => AppError::bad_request("invalid_body", other.body_text()),
+        }
+    }
+}
+
+/// Path parameters; a malformed one (such as a bad UUID) is a 400.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct Path<T>(pub T);
+
+impl From<PathRejection> for AppError {
+    fn from(rejection: PathRejection) -> Self {
+        AppError::bad_request("invalid_path", rejection.body_text())
+    }
+}
+
+/// Query parameters; a malformed query string is a 400.
+#[derive(Debug, Clone, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
+pub struct Query<T>(pub T);
+
+impl From<QueryRejection> for AppError {
+    fn from(rejection: QueryRejection) -> Self {
+        AppError::bad_request("invalid_query", rejection.body_text())
+    }
+}

@@ -1,0 +1,217 @@
+//! `Idempotency-Key` with Stripe's semantics, scoped to the user.
+//!
+//! A key is claimed before the work starts (so a concurrent repeat sees it and gets a 409),
+//! and completed with the answer inside the work's own transaction (so the answer is stored
+//! if and only if the work committed). When the work fails the claim is released and the
+//! key can be used again. A claim abandoned by a crashed process can be taken over after
+//! [`LOCK_TIMEOUT`].
+
+use std::time::Duration;
+
+use entity::idempotency_key as key_row;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    TryInsertResult, sea_query::Expr,
+};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{
+    clock,
+    error::{AppError, AppResult},
+};
+
+/// The longest key accepted.
+pub const MAX_KEY_LEN: usize = 255;
+/// How long a claim without an answer blocks repeats before another request may take over.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A validated key and the fingerprint of the request it came with.
+#[derive(Clone, Debug)]
+pub struct IdempotencyKey {
+    pub user_id: Uuid,
+    pub key: String,
+    pub request_hash: String,
+}
+
+impl IdempotencyKey {
+    /// Validates the header value and fingerprints the request (its JSON, canonicalised:
+    /// whitespace and key order do not matter).
+    pub fn new(user_id: Uuid, raw: &str, request: &serde_json::Value) -> AppResult<Self> {
+        if raw.is_empty() || raw.len() > MAX_KEY_LEN || raw.chars().any(char::is_control) {
+            return Err(AppError::bad_request(
+                "invalid_idempotency_key",
+                format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} printable characters."),
+            ));
+        }
+        let canonical = serde_json::to_vec(request).unwrap_or_default();
+        let request_hash = format!("{:x}", Sha256::digest(&canonical));
+        Ok(Self {
+            user_id,
+            key: raw.to_owned(),
+            request_hash,
+        })
+    }
+}
+
+/// What to do with a request that carries a key.
+#[derive(Debug)]
+pub enum Claim {
+    /// The key is ours: do the work, then [`complete`] it in the work's transaction.
+    Acquired,
+    /// The key was used before with this request: answer what it answered.
+    Replay { status: u16, body: String },
+}
+
+/// Claims `key`, or tells how a previous use of it ended.
+///
+/// 409 `idempotency_key_in_use` while another request with the key is running; 422
+/// `idempotency_key_reused` when the key came with a different request.
+pub async fn claim(
+    db: &DatabaseConnection,
+    key: &IdempotencyKey,
+    ttl: Duration,
+) -> AppResult<Claim> {
+    // A few rounds: a row can vanish (released, expired) between our insert and our read.
+    for _ in 0..3 {
+        let now = clock::now();
+        let inserted = key_row::Entity::insert(key_row::ActiveModel {
+            user_id: Set(key.user_id),
+            key: Set(key.key.clone()),
+            request_hash: Set(key.request_hash.clone()),
+            response_status: Set(None),
+            response_body: Set(None),
+            created_at: Set(now),
+            locked_at: Set(now),
+        })
+        .on_conflict_do_nothing_on([key_row::Column::UserId, key_row::Column::Key])
+        .exec_without_returning(db)
+        .await?;
+        if matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
+            return Ok(Claim::Acquired);
+        }
+
+        let Some(existing) = key_row::Entity::find_by_id((key.user_id, key.key.clone()))
+            .one(db)
+            .await?
+        else {
+            continue;
+        };
+        if existing.created_at + ttl < now {
+            // Expired: forget it and claim afresh.
+            key_row::Entity::delete_many()
+                .filter(this_row(key))
+                .filter(key_row::Column::CreatedAt.eq(existing.created_at))
+                .exec(db)
+                .await?;
+            continue;
+        }
+        if existing.request_hash != key.request_hash {
+            return Err(AppError::unprocessable(
+                "idempotency_key_reused",
+                "This Idempotency-Key was already used with a different request.",
+            ));
+        }
+        if let (Some(status), Some(body)) = (existing.response_status, existing.response_body) {
+            return Ok(Claim::Replay {
+                status: u16::try_from(status).unwrap_or(200),
+                body,
+            });
+        }
+        if existing.locked_at + LOCK_TIMEOUT < now {
+            // The request that claimed it died; take the claim over if nobody beat us to it.
+            let taken = key_row::Entity::update_many()
+                .col_expr(key_row::Column::LockedAt, Expr::value(now))
+                .filter(this_row(key))
+                .filter(key_row::Column::LockedAt.eq(existing.locked_at))
+                .filter(key_row::Column::ResponseStatus.is_null())
+                .exec(db)
+                .await?;
+            if taken.rows_affected == 1 {
+                return Ok(Claim::Acquired);
+            }
+        }
+        return Err(AppError::conflict(
+            "idempotency_key_in_use",
+            "A request with this Idempotency-Key is still being processed; retry later.",
+        ));
+    }
+    Err(AppError::conflict(
+        "idempotency_key_in_use",
+        "A request with this Idempotency-Key is still being processed; retry later.",
+    ))
+}
+
+/// Stores the answer; call inside the transaction of the work.
+pub async fn complete<C: ConnectionTrait>(
+    txn: &C,
+    key: &IdempotencyKey,
+    status: u16,
+    body: &str,
+) -> AppResult<()> {
+    key_row::Entity::update_many()
+        .col_expr(
+            key_row::Column::ResponseStatus,
+            Expr::value(i32::from(status)),
+        )
+        .col_expr(key_row::Column::ResponseBody, Expr::value(body.to_owned()))
+        .filter(this_row(key))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Gives the key back after the work failed, so the client can retry with it.
+pub async fn release(db: &DatabaseConnection, key: &IdempotencyKey) {
+    let result = key_row::Entity::delete_many()
+        .filter(this_row(key))
+        .filter(key_row::Column::ResponseStatus.is_null())
+        .exec(db)
+        .await;
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "could not release an idempotency key; it frees itself after the lock timeout");
+    }
+}
+
+/// Deletes keys older than `ttl`; run periodically.
+pub async fn purge_expired(db: &DatabaseConnection, ttl: Duration) -> AppResult<u64> {
+    let cutoff = clock::now() - ttl;
+    let result = key_row::Entity::delete_many()
+        .filter(key_row::Column::CreatedAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+fn this_row(key: &IdempotencyKey) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(key_row::Column::UserId.eq(key.user_id))
+        .add(key_row::Column::Key.eq(key.key.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fingerprint_ignores_formatting_and_key_order() {
+        let user = Uuid::now_v7();
+        let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":[1,2]}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str("{ \"b\": [1, 2],\n \"a\": 1 }").unwrap();
+        let c = json!({"a": 1, "b": [2, 1]});
+        let hash = |v| IdempotencyKey::new(user, "k", v).unwrap().request_hash;
+        assert_eq!(hash(&a), hash(&b));
+        assert_ne!(hash(&a), hash(&c));
+    }
+
+    #[test]
+    fn rejects_empty_long_or_control_keys() {
+        let user = Uuid::now_v7();
+        let body = json!({});
+        assert!(IdempotencyKey::new(user, "", &body).is_err());
+        assert!(IdempotencyKey::new(user, &"k".repeat(256), &body).is_err());
+        assert!(IdempotencyKey::new(user, "a\nb", &body).is_err());
+        assert!(IdempotencyKey::new(user, &"k".repeat(255), &body).is_ok());
+    }
+}

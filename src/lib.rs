@@ -1,0 +1,23 @@
+//! shop: an e-commerce order API. Accounts, a catalog, orders that never oversell, and
+//! (simulated) asynchronous payments.
+//!
+//! The binary (`main.rs`) parses the command line; everything else lives here so the
+//! integration tests can start the very same [`app::Application`].
+
+pub mod app;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod idempotency;
+pub mod openapi;
+pub mod orders;
+pub mod pagination;
+pub mod payments;
+pub mod products;
+pub mod seed;
+pub mod telemetry;

@@ -1,0 +1,130 @@
+//! `/orders` routes: thin handlers over `service`.
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    dto::{CreateOrderRequest, OrderListQuery, OrderResponse},
+    service::{self, Placed},
+};
+use crate::{
+    app::AppState,
+    auth::AuthUser,
+    error::{AppError, AppResult, Problem},
+    extract::{Json, Path, Query},
+    idempotency::IdempotencyKey,
+    pagination::Page,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_orders, create_order))
+        .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
+}
+
+/// Place an order. Every line's stock is reserved in one transaction, or none is.
+#[utoipa::path(post, path = "/orders", tag = "orders",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters; a repeat with the same body replays the first answer")),
+    request_body = CreateOrderRequest,
+    responses(
+        (status = 201, body = OrderResponse, headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 400, description = "Malformed body or Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`insufficient_stock` (errors name each short product and what is available) or `idempotency_key_in_use`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, `unknown_products` or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> AppResult<Response> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let raw = value.to_str().map_err(|_| {
+                AppError::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be printable text.",
+                )
+            })?;
+            Some(IdempotencyKey::new(user.id, raw, &body)?)
+        }
+    };
+    let request: CreateOrderRequest = serde_json::from_value(body)
+        .map_err(|err| AppError::bad_request("invalid_body", err.to_string()))?;
+    match service::place(&state, &user, request, key).await? {
+        Placed::Created(order) => Ok((StatusCode::CREATED, Json(order)).into_response()),
+        Placed::Replayed { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (status, body).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(response)
+        }
+    }
+}
+
+/// A page of the caller's orders (admins: everyone's, or one user's with `userId`).
+#[utoipa::path(get, path = "/orders", tag = "orders",
+    security(("bearer" = [])),
+    params(OrderListQuery),
+    responses(
+        (status = 200, body = Page<OrderResponse>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_orders(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(query): Query<OrderListQuery>,
+) -> AppResult<Json<Page<OrderResponse>>> {
+    Ok(Json(service::list(&state, &user, query).await?))
+}
+
+/// One order (its owner or an admin; 404 for anyone else).
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, body = OrderResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> AppResult<Json<OrderResponse>> {
+    Ok(Json(service::get(&state, &user, id).await?))
+}
+
+/// Cancel an order while its payment is `PENDING` or `RETRYING`; its stock is restored.
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, body = OrderResponse),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`order_not_cancellable`: an attempt is running or the order has ended", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn cancel_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> AppResult<Json<OrderResponse>> {
+    Ok(Json(service::cancel(&state, &user, id).await?))
+}

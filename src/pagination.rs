@@ -1,0 +1,184 @@
+//! The one pagination type: `skip` / `take` / `orderBy` / `order` in, `Page` out.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::FieldErrors;
+
+/// A column a list may be ordered by, named as clients spell it.
+pub trait SortField: Sized + Copy + 'static {
+    /// `(name, field)` for every accepted `orderBy` value.
+    const ALLOWED: &'static [(&'static str, Self)];
+    /// Used when `orderBy` is absent.
+    const DEFAULT: Self;
+}
+
+/// A validated page request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRequest<F> {
+    pub skip: u64,
+    pub take: u64,
+    pub order_by: F,
+    pub descending: bool,
+}
+
+/// The largest `take`.
+pub const MAX_TAKE: u64 = 100;
+/// `take` when absent.
+pub const DEFAULT_TAKE: u64 = 10;
+/// The largest `skip`; deeper pages are better served by filters.
+pub const MAX_SKIP: u64 = 1_000_000;
+
+impl<F: SortField> PageRequest<F> {
+    /// Validates the raw parameters, adding a message per bad field to `errors`.
+    /// Returns `None` when any of them was invalid.
+    pub fn parse(
+        skip: Option<&str>,
+        take: Option<&str>,
+        order_by: Option<&str>,
+        order: Option<&str>,
+        errors: &mut FieldErrors,
+    ) -> Option<Self> {
+        let mut fail = |field: &str, msg: String| {
+            errors.entry(field.to_owned()).or_default().push(msg);
+        };
+        let skip = match skip.map(str::parse::<u64>) {
+            None => Some(0),
+            Some(Ok(n)) if n <= MAX_SKIP => Some(n),
+            Some(_) => {
+                fail(
+                    "skip",
+                    format!("must be a whole number from 0 to {MAX_SKIP}"),
+                );
+                None
+            }
+        };
+        let take = match take.map(str::parse::<u64>) {
+            None => Some(DEFAULT_TAKE),
+            Some(Ok(n)) if (1..=MAX_TAKE).contains(&n) => Some(n),
+            Some(_) => {
+                fail(
+                    "take",
+                    format!("must be a whole number from 1 to {MAX_TAKE}"),
+                );
+                None
+            }
+        };
+        let order_by = match order_by {
+            None => Some(F::DEFAULT),
+            Some(name) => match F::ALLOWED.iter().find(|(n, _)| *n == name) {
+                Some((_, field)) => Some(*field),
+                None => {
+                    let names: Vec<&str> = F::ALLOWED.iter().map(|(n, _)| *n).collect();
+                    fail("orderBy", format!("must be one of: {}", names.join(", ")));
+                    None
+                }
+            },
+        };
+        let descending = match order.map(str::to_ascii_lowercase).as_deref() {
+            None | Some("desc") => Some(true),
+            Some("asc") => Some(false),
+            Some(_) => {
+                fail("order", "must be asc or desc".into());
+                None
+            }
+        };
+        Some(Self {
+            skip: skip?,
+            take: take?,
+            order_by: order_by?,
+            descending: descending?,
+        })
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Whether a further page exists after this one.
+    pub has_next_page: bool,
+    /// How many items match, over all pages.
+    pub total_count: u64,
+}
+
+impl<T> Page<T> {
+    pub fn new<F>(items: Vec<T>, request: &PageRequest<F>, total_count: u64) -> Self {
+        let has_next_page = request.skip + (items.len() as u64) < total_count;
+        Self {
+            items,
+            has_next_page,
+            total_count,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Field {
+        CreatedAt,
+        Name,
+    }
+    impl SortField for Field {
+        const ALLOWED: &'static [(&'static str, Self)] =
+            &[("createdAt", Field::CreatedAt), ("name", Field::Name)];
+        const DEFAULT: Self = Field::CreatedAt;
+    }
+
+    fn parse(
+        skip: Option<&str>,
+        take: Option<&str>,
+        order_by: Option<&str>,
+        order: Option<&str>,
+    ) -> Result<PageRequest<Field>, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        PageRequest::parse(skip, take, order_by, order, &mut errors).ok_or(errors)
+    }
+
+    #[test]
+    fn applies_defaults() {
+        let page = parse(None, None, None, None).unwrap();
+        assert_eq!(
+            page,
+            PageRequest {
+                skip: 0,
+                take: 10,
+                order_by: Field::CreatedAt,
+                descending: true
+            }
+        );
+    }
+
+    #[test]
+    fn accepts_bounds() {
+        let page = parse(Some("5"), Some("100"), Some("name"), Some("ASC")).unwrap();
+        assert_eq!(
+            (page.skip, page.take, page.order_by, page.descending),
+            (5, 100, Field::Name, false)
+        );
+        assert_eq!(parse(None, Some("1"), None, None).unwrap().take, 1);
+    }
+
+    #[test]
+    fn rejects_each_bad_field_by_name() {
+        let errors = parse(Some("-1"), Some("0"), Some("price"), Some("up")).unwrap_err();
+        let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
+        assert_eq!(fields, ["order", "orderBy", "skip", "take"]);
+        assert!(errors["orderBy"][0].contains("createdAt, name"));
+        assert!(parse(None, Some("101"), None, None).is_err());
+        assert!(parse(None, Some("ten"), None, None).is_err());
+        assert!(parse(Some("1000001"), None, None, None).is_err());
+    }
+
+    #[test]
+    fn page_knows_whether_more_follow() {
+        let req = parse(Some("10"), Some("5"), None, None).unwrap();
+        assert!(Page::new(vec![1, 2, 3, 4, 5], &req, 16).has_next_page);
+        assert!(!Page::new(vec![1, 2, 3, 4, 5], &req, 15).has_next_page);
+        assert!(!Page::new(Vec::<i32>::new(), &req, 3).has_next_page);
+    }
+}

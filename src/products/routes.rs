@@ -1,0 +1,140 @@
+//! `/products` routes: thin handlers over `service`.
+
+use axum::{extract::State, http::StatusCode};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    dto::{ProductInput, ProductListQuery, ProductResponse},
+    service,
+};
+use crate::{
+    app::AppState,
+    auth::AuthUser,
+    error::{AppResult, Problem},
+    extract::{Json, Path, Query},
+    pagination::Page,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_products, create_product))
+        .routes(routes!(
+            get_product,
+            put_product,
+            patch_product,
+            delete_product
+        ))
+}
+
+/// A page of the catalog.
+#[utoipa::path(get, path = "/products", tag = "products",
+    params(ProductListQuery),
+    responses(
+        (status = 200, body = Page<ProductResponse>),
+        (status = 422, description = "Bad paging, ordering or filter", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_products(
+    State(state): State<AppState>,
+    caller: Option<AuthUser>,
+    Query(query): Query<ProductListQuery>,
+) -> AppResult<Json<Page<ProductResponse>>> {
+    Ok(Json(service::list(&state, caller.as_ref(), query).await?))
+}
+
+/// One product (admins also see soft-deleted ones).
+#[utoipa::path(get, path = "/products/{id}", tag = "products",
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, body = ProductResponse),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_product(
+    State(state): State<AppState>,
+    caller: Option<AuthUser>,
+    Path(id): Path<Uuid>,
+) -> AppResult<Json<ProductResponse>> {
+    Ok(Json(service::get(&state, caller.as_ref(), id).await?))
+}
+
+/// Add a product (ADMIN).
+#[utoipa::path(post, path = "/products", tag = "products",
+    security(("bearer" = [])),
+    request_body = ProductInput,
+    responses(
+        (status = 201, body = ProductResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_product(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<ProductInput>,
+) -> AppResult<(StatusCode, Json<ProductResponse>)> {
+    user.require_admin()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(service::create(&state, body).await?),
+    ))
+}
+
+/// Change any of a product's fields (ADMIN).
+#[utoipa::path(put, path = "/products/{id}", tag = "products",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id")),
+    request_body = ProductInput,
+    responses(
+        (status = 200, body = ProductResponse),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn put_product(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ProductInput>,
+) -> AppResult<Json<ProductResponse>> {
+    user.require_admin()?;
+    Ok(Json(service::update(&state, id, body).await?))
+}
+
+/// Change any of a product's fields (ADMIN); the same as `PUT`.
+#[utoipa::path(patch, path = "/products/{id}", tag = "products",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id")),
+    request_body = ProductInput,
+    responses(
+        (status = 200, body = ProductResponse),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn patch_product(
+    state: State<AppState>,
+    user: AuthUser,
+    id: Path<Uuid>,
+    body: Json<ProductInput>,
+) -> AppResult<Json<ProductResponse>> {
+    put_product(state, user, id, body).await
+}
+
+/// Soft-delete a product (ADMIN); orders that reference it keep working.
+#[utoipa::path(delete, path = "/products/{id}", tag = "products",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, body = ProductResponse),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_product(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> AppResult<Json<ProductResponse>> {
+    user.require_admin()?;
+    Ok(Json(service::delete(&state, id).await?))
+}

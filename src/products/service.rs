@@ -1,0 +1,306 @@
+//! Catalog rules: listing, search, admin writes and soft delete. Knows nothing about HTTP.
+
+use entity::product;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, Order, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr},
+};
+use uuid::Uuid;
+
+use super::dto::{ProductInput, ProductListQuery, ProductResponse, ProductSort};
+use crate::{
+    app::AppState,
+    auth::AuthUser,
+    clock,
+    domain::Money,
+    error::{AppError, AppResult, FieldErrors},
+    pagination::{Page, PageRequest},
+};
+
+const MAX_STOCK: i64 = 1_000_000_000;
+const MAX_QUERY_CHARS: usize = 100;
+
+/// A page of the catalog. Soft-deleted products only appear for admins who ask.
+pub async fn list(
+    state: &AppState,
+    caller: Option<&AuthUser>,
+    query: ProductListQuery,
+) -> AppResult<Page<ProductResponse>> {
+    let mut errors = FieldErrors::new();
+    let page = PageRequest::<ProductSort>::parse(
+        query.skip.as_deref(),
+        query.take.as_deref(),
+        query.order_by.as_deref(),
+        query.order.as_deref(),
+        &mut errors,
+    );
+    let include_deleted = match query.include_deleted.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            errors.insert(
+                "includeDeleted".into(),
+                vec!["must be true or false".into()],
+            );
+            false
+        }
+    };
+    let search = query
+        .q
+        .map(|q| q.trim().to_lowercase())
+        .filter(|q| !q.is_empty());
+    if search
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
+    {
+        errors.insert(
+            "q".into(),
+            vec![format!("must be at most {MAX_QUERY_CHARS} characters")],
+        );
+    }
+    let Some(page) = page.filter(|_| errors.is_empty()) else {
+        return Err(AppError::validation(errors));
+    };
+    if include_deleted {
+        match caller {
+            None => {
+                return Err(AppError::unauthorized(
+                    "includeDeleted needs an admin token.",
+                ));
+            }
+            Some(user) => user.require_admin()?,
+        }
+    }
+
+    let mut select = product::Entity::find();
+    if !include_deleted {
+        select = select.filter(product::Column::DeletedAt.is_null());
+    }
+    if let Some(q) = search {
+        let pattern = format!("%{}%", escape_like(&q));
+        select = select.filter(
+            Expr::expr(Func::lower(Expr::col((
+                product::Entity,
+                product::Column::Name,
+            ))))
+            .like(LikeExpr::new(pattern).escape('\\')),
+        );
+    }
+    let total = select.clone().count(&state.db).await?;
+    let column = match page.order_by {
+        ProductSort::CreatedAt => product::Column::CreatedAt,
+        ProductSort::UpdatedAt => product::Column::UpdatedAt,
+        ProductSort::Name => product::Column::Name,
+        ProductSort::Price => product::Column::PriceCents,
+        ProductSort::Stock => product::Column::Stock,
+    };
+    let order = if page.descending {
+        Order::Desc
+    } else {
+        Order::Asc
+    };
+    let rows = select
+        .order_by(column, order.clone())
+        .order_by(product::Column::Id, order)
+        .offset(page.skip)
+        .limit(page.take)
+        .all(&state.db)
+        .await?;
+    let items = rows
+        .into_iter()
+        .map(|p| ProductResponse::new(p, &state.config.currency))
+        .collect();
+    Ok(Page::new(items, &page, total))
+}
+
+/// One product; soft-deleted ones are visible to admins only.
+pub async fn get(
+    state: &AppState,
+    caller: Option<&AuthUser>,
+    id: Uuid,
+) -> AppResult<ProductResponse> {
+    let product = product::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .filter(|p| p.deleted_at.is_none() || caller.is_some_and(AuthUser::is_admin))
+        .ok_or_else(|| AppError::not_found("product"))?;
+    Ok(ProductResponse::new(product, &state.config.currency))
+}
+
+/// Adds a product to the catalog.
+pub async fn create(state: &AppState, input: ProductInput) -> AppResult<ProductResponse> {
+    let mut errors = FieldErrors::new();
+    for (field, present) in [
+        ("name", input.name.is_some()),
+        ("price", input.price.is_some()),
+        ("stock", input.stock.is_some()),
+    ] {
+        if !present {
+            errors.insert(field.into(), vec!["is required".into()]);
+        }
+    }
+    let changes = validate(input, errors)?;
+    let now = clock::now();
+    let model = product::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set(changes.name.unwrap_or_default()),
+        description: Set(changes.description.flatten()),
+        price_cents: Set(changes.price.map(Money::cents).unwrap_or_default()),
+        stock: Set(changes.stock.unwrap_or_default()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        deleted_at: Set(None),
+    };
+    let product = model.insert(&state.db).await?;
+    Ok(ProductResponse::new(product, &state.config.currency))
+}
+
+/// Changes the given fields of a product that is not deleted.
+pub async fn update(state: &AppState, id: Uuid, input: ProductInput) -> AppResult<ProductResponse> {
+    let changes = validate(input, FieldErrors::new())?;
+    let product = product::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .filter(|p| p.deleted_at.is_none())
+        .ok_or_else(|| AppError::not_found("product"))?;
+    if changes.is_empty() {
+        return Ok(ProductResponse::new(product, &state.config.currency));
+    }
+    let mut model = product::ActiveModel {
+        id: Set(id),
+        updated_at: Set(clock::now()),
+        ..Default::default()
+    };
+    if let Some(name) = changes.name {
+        model.name = Set(name);
+    }
+    if let Some(description) = changes.description {
+        model.description = Set(description);
+    }
+    if let Some(price) = changes.price {
+        model.price_cents = Set(price.cents());
+    }
+    if let Some(stock) = changes.stock {
+        model.stock = Set(stock);
+    }
+    // Conditional on the row still being live, so a concurrent delete wins cleanly.
+    let updated = product::Entity::update_many()
+        .set(model)
+        .filter(product::Column::Id.eq(id))
+        .filter(product::Column::DeletedAt.is_null())
+        .exec_with_returning(&state.db)
+        .await?;
+    let product = updated
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::not_found("product"))?;
+    Ok(ProductResponse::new(product, &state.config.currency))
+}
+
+/// Soft-deletes a product; deleting it again answers the same product unchanged.
+pub async fn delete(state: &AppState, id: Uuid) -> AppResult<ProductResponse> {
+    let product = product::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| AppError::not_found("product"))?;
+    if product.deleted_at.is_some() {
+        return Ok(ProductResponse::new(product, &state.config.currency));
+    }
+    let now = clock::now();
+    let mut model = product.into_active_model();
+    model.deleted_at = Set(Some(now));
+    model.updated_at = Set(now);
+    let product = model.update(&state.db).await?;
+    Ok(ProductResponse::new(product, &state.config.currency))
+}
+
+/// Validated field values; `None` means "leave unchanged".
+struct Changes {
+    name: Option<String>,
+    description: Option<Option<String>>,
+    price: Option<Money>,
+    stock: Option<i32>,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.description.is_none()
+            && self.price.is_none()
+            && self.stock.is_none()
+    }
+}
+
+fn validate(input: ProductInput, mut errors: FieldErrors) -> AppResult<Changes> {
+    let mut fail = |field: &str, msg: String| errors.entry(field.to_owned()).or_default().push(msg);
+    let name = input.name.map(|n| n.trim().to_owned());
+    match &name {
+        Some(n) if n.is_empty() => fail("name", "must not be empty".into()),
+        Some(n) if n.chars().count() > 200 => fail("name", "must be at most 200 characters".into()),
+        _ => {}
+    }
+    let description = input
+        .description
+        .map(|d| d.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()));
+    if let Some(Some(d)) = &description
+        && d.chars().count() > 2000
+    {
+        fail("description", "must be at most 2000 characters".into());
+    }
+    let price = match input.price.map(|p| Money::parse(&p.0)) {
+        None => None,
+        Some(Ok(p)) if p.cents() > 0 && p <= Money::MAX_PRICE => Some(p),
+        Some(Ok(_)) => {
+            fail(
+                "price",
+                format!("must be from 0.01 to {}", Money::MAX_PRICE),
+            );
+            None
+        }
+        Some(Err(msg)) => {
+            fail("price", msg);
+            None
+        }
+    };
+    let stock = match input.stock {
+        None => None,
+        Some(s) if (0..=MAX_STOCK).contains(&s) => Some(s as i32),
+        Some(_) => {
+            fail("stock", format!("must be from 0 to {MAX_STOCK}"));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(AppError::validation(errors));
+    }
+    Ok(Changes {
+        name,
+        description,
+        price,
+        stock,
+    })
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_match_literally() {
+        assert_eq!(escape_like("50%_off\\"), "50\\%\\_off\\\\");
+        assert_eq!(escape_like("plain"), "plain");
+    }
+}
