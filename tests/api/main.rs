@@ -1,0 +1,13 @@
+//! Integration tests: each test starts a real instance on a free port, with its own fresh
+//! database, and talks HTTP to it. Every test runs on both backends: SQLite (always) and
+//! PostgreSQL (when reachable; required when `SHOP_TEST_REQUIRE_EXTERNAL=1`).
+
+#[macro_use]
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod idempotency;
+mod orders;
+mod products;
+mod service;

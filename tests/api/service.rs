@@ -1,0 +1,124 @@
+//! Service endpoints and the error contract for requests no handler accepts.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+both_backends!(
+    health_ready_and_docs_answer,
+    openapi_describes_every_route,
+    malformed_requests_get_problem_json,
+    unknown_routes_and_methods_get_problem_json,
+);
+
+async fn health_ready_and_docs_answer(app: TestApp) {
+    assert_eq!(app.get("/health", None).await.expect(200)["status"], "ok");
+    assert_eq!(app.get("/ready", None).await.expect(200)["status"], "ready");
+    let docs = app
+        .client
+        .get(format!("{}/docs/", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+}
+
+async fn openapi_describes_every_route(app: TestApp) {
+    let spec = app.get("/openapi.json", None).await;
+    let spec = spec.expect(200);
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = spec["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/auth/register", &["post"][..]),
+        ("/auth/login", &["post"]),
+        ("/auth/me", &["get"]),
+        ("/products", &["get", "post"]),
+        ("/products/{id}", &["get", "put", "patch", "delete"]),
+        ("/orders", &["get", "post"]),
+        ("/orders/{id}", &["get"]),
+        ("/orders/{id}/cancel", &["post"]),
+        ("/health", &["get"]),
+        ("/ready", &["get"]),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path].get(*method).is_some(),
+                "{method} {path} undocumented"
+            );
+        }
+    }
+    assert!(spec["components"]["schemas"]["Problem"].is_object());
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+async fn malformed_requests_get_problem_json(app: TestApp) {
+    let url = format!("{}/auth/login", app.base);
+    let send = |body: &'static str, content_type: &'static str| {
+        let client = app.client.clone();
+        let url = url.clone();
+        async move {
+            let response = client
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (
+                status,
+                content_type,
+                body["code"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (status, ct, code) = send("{", "application/json").await;
+    assert_eq!(
+        (status, ct.as_str(), code.as_str()),
+        (400, "application/problem+json", "malformed_json")
+    );
+    let (status, _, code) = send("{}", "text/plain").await;
+    assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
+
+    let big = "x".repeat(1024 * 1024 + 1);
+    let response = app
+        .client
+        .post(format!("{}/auth/register", app.base))
+        .header("content-type", "application/json")
+        .body(format!("{{\"email\":\"{big}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    let admin = app.admin().await;
+    app.get("/products/not-a-uuid", None)
+        .await
+        .expect_problem(400, "invalid_path");
+    app.get("/orders/123", Some(&admin))
+        .await
+        .expect_problem(400, "invalid_path");
+    app.call(Method::POST, "/orders", Some(&admin), Some(json!([1, 2])))
+        .await
+        .expect_problem(400, "invalid_body");
+}
+
+async fn unknown_routes_and_methods_get_problem_json(app: TestApp) {
+    app.get("/nope", None)
+        .await
+        .expect_problem(404, "not_found");
+    app.call(Method::DELETE, "/orders", None, None)
+        .await
+        .expect_problem(405, "method_not_allowed");
+}
