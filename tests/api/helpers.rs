@@ -1,6 +1,11 @@
 //! `TestApp`: a running instance plus request helpers, and the `both_backends!` macro.
 
-use std::{collections::HashMap, io::Write, sync::Once, time::Duration};
+use std::{
+    collections::HashMap,
+    io::Write,
+    sync::{Once, OnceLock},
+    time::Duration,
+};
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use sea_orm::{ConnectionTrait, Database};
@@ -332,12 +337,23 @@ impl TestApp {
 /// Creates an empty database for one test; `None` (after saying so) when PostgreSQL is
 /// unreachable and not required.
 async fn create_postgres_database() -> Option<(String, String)> {
+    // Once PostgreSQL has been found unreachable, later tests skip at once.
+    static UNREACHABLE: OnceLock<String> = OnceLock::new();
+    if let Some(reason) = UNREACHABLE.get() {
+        return unavailable(reason);
+    }
     let admin_url = postgres_admin_url();
-    let connect = tokio::time::timeout(Duration::from_secs(5), Database::connect(&admin_url)).await;
+    let mut options = sea_orm::ConnectOptions::new(admin_url.clone());
+    options
+        .connect_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(3))
+        .max_connections(1)
+        .sqlx_logging(false);
+    let connect = tokio::time::timeout(Duration::from_secs(5), Database::connect(options)).await;
     let admin = match connect {
         Ok(Ok(db)) => db,
-        Ok(Err(err)) => return unavailable(&err.to_string()),
-        Err(_) => return unavailable("connection timed out"),
+        Ok(Err(err)) => return unavailable(UNREACHABLE.get_or_init(|| err.to_string())),
+        Err(_) => return unavailable(UNREACHABLE.get_or_init(|| "connection timed out".into())),
     };
     let name = format!("shop_test_{}", Uuid::new_v4().simple());
     admin
