@@ -14,6 +14,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
     auth::{self, JwtKeys, PasswordHasher},
     config::{Config, DatabaseConfig, Secret},
@@ -21,56 +23,85 @@ use crate::{
     error::{method_not_allowed, panic_response, route_not_found},
     health, idempotency,
     openapi::ApiDoc,
-    orders, products, seed,
+    orders,
+    payments::{self, worker},
+    products,
+    queue::{JobQueue, MemoryQueue, RedisQueue},
+    realtime::{EventBus, Realtime},
+    redis_client, seed,
 };
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler, worker and service can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
     pub jwt: Arc<JwtKeys>,
     pub passwords: Arc<PasswordHasher>,
+    /// The payment queue: Redis with `REDIS_URL`, else in this process.
+    pub queue: Arc<dyn JobQueue>,
+    /// Where status changes are published (Socket.IO).
+    pub events: Arc<dyn EventBus>,
 }
 
 impl AppState {
-    /// Connects to the database, migrates it and prepares the keys.
-    pub async fn new(config: Config) -> anyhow::Result<Self> {
+    /// Connects to the database (migrating it) and, when configured, Redis; prepares the
+    /// keys, the queue and the Socket.IO server (returned apart, for HTTP processes to serve).
+    pub async fn new(config: Config) -> anyhow::Result<(Self, Realtime)> {
         let db = db::connect(&config).await?;
         let secret = jwt_secret(&config)?;
-        let jwt = JwtKeys::new(secret.expose().as_bytes(), config.jwt_ttl);
+        let jwt = Arc::new(JwtKeys::new(secret.expose().as_bytes(), config.jwt_ttl));
         let cost = config.bcrypt_cost;
         let passwords = tokio::task::spawn_blocking(move || PasswordHasher::new(cost))
             .await
             .context("password hasher set-up failed")??;
-        Ok(Self {
+        let (queue, realtime): (Arc<dyn JobQueue>, Realtime) = match &config.redis_url {
+            Some(url) => {
+                let pool = redis_client::connect(url, config.redis_pool_size).await?;
+                let queue = RedisQueue::new(pool, &config.redis_key_prefix, "payments");
+                let realtime = Realtime::redis(jwt.clone(), url, &config.redis_key_prefix)
+                    .await
+                    .context("cannot start the Socket.IO Redis adapter")?;
+                (Arc::new(queue), realtime)
+            }
+            None => (Arc::new(MemoryQueue::new()), Realtime::local(jwt.clone())),
+        };
+        let state = Self {
             db,
             config: Arc::new(config),
-            jwt: Arc::new(jwt),
+            jwt,
             passwords: Arc::new(passwords),
-        })
+            queue,
+            events: realtime.events.clone(),
+        };
+        Ok((state, realtime))
     }
 }
 
-/// A bound, ready-to-run HTTP server.
+/// A bound, ready-to-run HTTP server (with payment workers unless `WORKERS=0`).
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    realtime: Realtime,
 }
 
 impl Application {
     /// Prepares everything and binds the port (`PORT=0` picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let state = AppState::new(config).await?;
+        let (state, realtime) = AppState::new(config).await?;
         seed_first_run(&state).await?;
         let addr = SocketAddr::new(state.config.host, state.config.port);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (HOST, PORT)"))?;
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            realtime,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -90,8 +121,15 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let janitor = tokio::spawn(purge_idempotency_keys(self.state.clone()));
+        let stop_workers = CancellationToken::new();
+        let workers = self
+            .state
+            .config
+            .payments
+            .workers
+            .then(|| spawn_workers(&self.state, &stop_workers));
         tracing::info!(address = %self.listener.local_addr()?, "shop is listening");
-        let app = router(self.state);
+        let app = self.realtime.serve(router(self.state));
         let served = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -99,7 +137,21 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         janitor.abort();
+        stop_workers.cancel();
+        if let Some(workers) = workers {
+            workers.await;
+        }
         served.context("the HTTP server failed")
+    }
+}
+
+/// Starts the payment worker and the sweeper; the returned future ends when both have
+/// stopped after `stop` is cancelled.
+pub fn spawn_workers(state: &AppState, stop: &CancellationToken) -> impl Future<Output = ()> + use<> {
+    let worker = tokio::spawn(worker::run(state.clone(), stop.clone()));
+    let sweeper = tokio::spawn(worker::run_sweeper(state.clone(), stop.clone()));
+    async move {
+        let _ = tokio::join!(worker, sweeper);
     }
 }
 
@@ -109,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::routes::router())
         .merge(products::routes::router())
         .merge(orders::routes::router())
+        .merge(payments::routes::router())
         .merge(health::router())
         .split_for_parts();
     routes

@@ -64,9 +64,42 @@ pub struct Config {
     pub admin_password: Secret,
     pub seed_products: u32,
     pub idempotency_ttl: Duration,
-    /// Attempts a payment gets before it gives up.
-    pub payment_max_attempts: u8,
+    pub payments: PaymentConfig,
+    pub redis_key_prefix: String,
+    pub redis_pool_size: usize,
     pub log_format: LogFormat,
+}
+
+impl PaymentConfig {
+    /// The backoff and attempt limits, shared by every queue backend.
+    pub fn retry_policy(&self) -> crate::queue::RetryPolicy {
+        crate::queue::RetryPolicy {
+            base: self.backoff_base,
+            max_delay: self.backoff_max,
+            max_attempts: u32::from(self.max_attempts),
+        }
+    }
+}
+
+/// How payments are simulated, retried and worked off.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaymentConfig {
+    /// Attempts a payment gets before it gives up.
+    pub max_attempts: u8,
+    /// Probability that a `pm_random` attempt succeeds.
+    pub success_rate: f64,
+    /// How long each simulated attempt takes.
+    pub latency: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Whether `shop serve` also runs payment workers.
+    pub workers: bool,
+    /// Payments processed at once per process.
+    pub worker_concurrency: usize,
+    /// How long a worker holds a job before it counts as dead and the job returns.
+    pub lease: Duration,
+    /// How often the sweeper looks for due payments missing from the queue.
+    pub sweep_interval: Duration,
 }
 
 /// The default admin account, documented in the README; change it in production.
@@ -136,6 +169,28 @@ impl Config {
             Ok(())
         });
         let payment_max_attempts = parse("PAYMENT_MAX_ATTEMPTS", "5", &number(1..=20));
+        let success_rate = parse("PAYMENT_SUCCESS_RATE", "0.8", &|raw| match raw.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
+            _ => Err("expected a probability from 0 to 1, such as 0.8".into()),
+        });
+        let latency_ms = parse("PAYMENT_LATENCY_MS", "500", &number(0..=600_000));
+        let backoff_base_ms = parse("PAYMENT_BACKOFF_BASE_MS", "1000", &number(1..=3_600_000));
+        let backoff_max_ms = parse("PAYMENT_BACKOFF_MAX_MS", "30000", &number(1..=86_400_000));
+        let workers = parse("WORKERS", "1", &|raw| match raw {
+            "0" | "1" | "true" | "false" => Ok(()),
+            _ => Err("expected 1 (run payment workers in this process) or 0".into()),
+        });
+        let worker_concurrency = parse("WORKER_CONCURRENCY", "16", &number(1..=1024));
+        let lease = parse("QUEUE_LEASE", "30s", &|raw| parse_duration(raw).map(|_| ()));
+        let sweep_interval = parse("SWEEP_INTERVAL", "5s", &|raw| parse_duration(raw).map(|_| ()));
+        let redis_key_prefix = parse("REDIS_KEY_PREFIX", "shop", &|raw| {
+            if raw.len() <= 64 && raw.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c)) {
+                Ok(())
+            } else {
+                Err("expected up to 64 letters, digits, '-', '_', ':' or '.'".into())
+            }
+        });
+        let redis_pool_size = parse("REDIS_POOL_SIZE", "8", &number(1..=256));
         let currency = parse("CURRENCY", "USD", &|raw| {
             if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
                 Ok(())
@@ -237,7 +292,21 @@ impl Config {
             idempotency_ttl: idempotency_ttl
                 .and_then(|v| parse_duration(&v).ok())
                 .unwrap_or_default(),
-            payment_max_attempts: num(payment_max_attempts) as u8,
+            payments: PaymentConfig {
+                max_attempts: num(payment_max_attempts) as u8,
+                success_rate: success_rate.and_then(|r| r.parse().ok()).unwrap_or(0.8),
+                latency: Duration::from_millis(num(latency_ms)),
+                backoff_base: Duration::from_millis(num(backoff_base_ms)),
+                backoff_max: Duration::from_millis(num(backoff_max_ms)),
+                workers: matches!(workers.as_deref(), Some("1" | "true")),
+                worker_concurrency: num(worker_concurrency) as usize,
+                lease: lease.and_then(|v| parse_duration(&v).ok()).unwrap_or_default(),
+                sweep_interval: sweep_interval
+                    .and_then(|v| parse_duration(&v).ok())
+                    .unwrap_or_default(),
+            },
+            redis_key_prefix: redis_key_prefix.unwrap_or_default(),
+            redis_pool_size: num(redis_pool_size) as usize,
             log_format: if log_format.as_deref() == Some("json") {
                 LogFormat::Json
             } else {

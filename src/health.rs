@@ -53,6 +53,16 @@ async fn ready(State(state): State<AppState>) -> AppResult<(StatusCode, Json<Hea
         }
         Err(_) => down.push("database"),
     }
+    if state.config.redis_url.is_some() {
+        match tokio::time::timeout(CHECK_TIMEOUT, state.queue.ping()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "readiness: Redis check failed");
+                down.push("redis");
+            }
+            Err(_) => down.push("redis"),
+        }
+    }
     if down.is_empty() {
         Ok((StatusCode::OK, Json(HealthResponse { status: "ready" })))
     } else {

@@ -19,5 +19,8 @@ pub mod orders;
 pub mod pagination;
 pub mod payments;
 pub mod products;
+pub mod queue;
+pub mod realtime;
+pub mod redis_client;
 pub mod seed;
 pub mod telemetry;

@@ -1,10 +1,16 @@
-//! The `shop` command: `shop serve` (the default) runs the API; `shop healthcheck` probes a
-//! running instance (for container health checks).
+//! The `shop` command: `shop serve` (the default) runs the API and, unless `WORKERS=0`,
+//! payment workers; `shop worker` runs only payment workers (needs `REDIS_URL`);
+//! `shop healthcheck` probes a running instance (for container health checks).
 
 use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use shop::{app::Application, config::Config, telemetry};
+use shop::{
+    app::{AppState, Application, spawn_workers},
+    config::Config,
+    telemetry,
+};
+use tokio_util::sync::CancellationToken;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser)]
@@ -16,8 +22,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP API (the default).
+    /// Run the HTTP API and, unless WORKERS=0, payment workers (the default).
     Serve,
+    /// Run payment workers only, sharing the queue through Redis (REDIS_URL).
+    Worker,
     /// Exit 0 when the instance on PORT answers /health with 200.
     Healthcheck,
 }
@@ -33,9 +41,13 @@ async fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
+        command @ (Command::Serve | Command::Worker) => {
             telemetry::init(config.log_format);
-            match serve(config).await {
+            let result = match command {
+                Command::Worker => work(config).await,
+                _ => serve(config).await,
+            };
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!(error = format!("{err:#}"), "shop stopped");
@@ -55,6 +67,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     app.run_until_stopped(shutdown_signal()).await?;
     tracing::info!("shop stopped");
+    Ok(())
+}
+
+async fn work(config: Config) -> anyhow::Result<()> {
+    if config.redis_url.is_none() {
+        anyhow::bail!(
+            "`shop worker` shares the payment queue through Redis: set REDIS_URL \
+             (on the embedded default, `shop serve` runs the workers itself)"
+        );
+    }
+    let (state, _realtime) = AppState::new(config).await?;
+    let stop = CancellationToken::new();
+    let workers = spawn_workers(&state, &stop);
+    tracing::info!("shop worker running");
+    shutdown_signal().await;
+    stop.cancel();
+    workers.await;
+    tracing::info!("shop worker stopped");
     Ok(())
 }
 

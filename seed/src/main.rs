@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::from_env()?;
     let (email, password) = (config.admin_email.clone(), config.admin_password.clone());
-    let state = AppState::new(config).await?;
+    let (state, _realtime) = AppState::new(config).await?;
     let report = seed::run(&state, &email, password.expose(), args.products).await?;
     println!(
         "admin {email}: {}; products added: {}",

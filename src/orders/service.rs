@@ -26,7 +26,7 @@ use crate::{
     error::{AppError, AppResult, FieldErrors},
     idempotency::{self, Claim, IdempotencyKey},
     pagination::{Page, PageRequest},
-    payments::{PaymentMethod, PaymentStatus},
+    payments::{PaymentEvent, PaymentMethod, PaymentStatus},
 };
 
 /// Most lines an order may have.
@@ -72,7 +72,19 @@ pub async fn place(
     {
         idempotency::release(&state.db, key).await;
     }
-    result.map(Placed::Created)
+    let order = result?;
+    let payment_id = order.payment_id;
+    if let Err(err) = state.queue.enqueue(payment_id, clock::now()).await {
+        tracing::warn!(order_id = %order.response.id, error = %err, "could not queue the payment; the sweeper will");
+    }
+    state.events.order_status(&order.response).await;
+    Ok(Placed::Created(order.response))
+}
+
+/// A placed order and its payment's id.
+struct NewOrder {
+    response: OrderResponse,
+    payment_id: Uuid,
 }
 
 fn validate(request: CreateOrderRequest) -> AppResult<(Vec<Line>, PaymentMethod)> {
@@ -154,7 +166,7 @@ async fn reserve_and_record(
     lines: &[Line],
     method: PaymentMethod,
     key: Option<&IdempotencyKey>,
-) -> AppResult<OrderResponse> {
+) -> AppResult<NewOrder> {
     let now = clock::now();
     // Sorted by product id, so two orders touching the same products lock them in the same
     // order and never deadlock.
@@ -162,32 +174,13 @@ async fn reserve_and_record(
     lines.sort_by_key(|l| l.product_id);
 
     let txn = db::begin_write(&state.db).await?;
-    let mut reserved = Vec::with_capacity(lines.len());
-    let mut short = Vec::new();
-    for line in &lines {
-        // The conditional decrement: it only matches while enough stock is left, so stock
-        // never goes below zero whatever runs concurrently.
-        let rows = product::Entity::update_many()
-            .col_expr(
-                product::Column::Stock,
-                Expr::col(product::Column::Stock).sub(line.quantity),
-            )
-            .col_expr(product::Column::UpdatedAt, Expr::value(now))
-            .filter(product::Column::Id.eq(line.product_id))
-            .filter(product::Column::DeletedAt.is_null())
-            .filter(product::Column::Stock.gte(line.quantity))
-            .exec_with_returning(&txn)
-            .await?;
-        match rows.into_iter().next() {
-            Some(product) => reserved.push((*line, product)),
-            None => short.push(*line),
+    let reserved = match reserve_lines(&txn, &lines, now).await? {
+        Ok(reserved) => reserved,
+        Err(problem) => {
+            txn.rollback().await?;
+            return Err(problem);
         }
-    }
-    if !short.is_empty() {
-        let err = explain_shortage(&txn, &short).await;
-        txn.rollback().await?;
-        return Err(err?);
-    }
+    };
 
     let mut total = Money::default();
     for (line, product) in &reserved {
@@ -223,12 +216,13 @@ async fn reserve_and_record(
     order_item::Entity::insert_many(items.iter().cloned().map(order_item::ActiveModel::from))
         .exec_without_returning(&txn)
         .await?;
+    let payment_id_of_new = Uuid::now_v7();
     let payment = payment::Model {
-        id: Uuid::now_v7(),
+        id: payment_id_of_new,
         order_id,
         status: PaymentStatus::Pending.as_str().to_owned(),
         attempts: 0,
-        max_attempts: i32::from(state.config.payment_max_attempts),
+        max_attempts: i32::from(state.config.payments.max_attempts),
         last_error: None,
         next_attempt_at: Some(now),
         created_at: now,
@@ -262,7 +256,43 @@ async fn reserve_and_record(
         idempotency::complete(&txn, key, 201, &body).await?;
     }
     txn.commit().await?;
-    Ok(response)
+    Ok(NewOrder {
+        response,
+        payment_id: payment_id_of_new,
+    })
+}
+
+/// Takes every line's quantity off its product's stock with one conditional decrement per
+/// line, in the given order. `Ok(Err(problem))` when any line is short or unknown: the
+/// caller must roll back.
+async fn reserve_lines(
+    txn: &DatabaseTransaction,
+    lines: &[Line],
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<Result<Vec<(Line, product::Model)>, AppError>> {
+    let mut reserved = Vec::with_capacity(lines.len());
+    let mut short = Vec::new();
+    for line in lines {
+        // Matches only while enough stock is left, so stock never goes below zero whatever
+        // runs concurrently.
+        let rows = product::Entity::update_many()
+            .col_expr(product::Column::Stock, Expr::col(product::Column::Stock).sub(line.quantity))
+            .col_expr(product::Column::UpdatedAt, Expr::value(now))
+            .filter(product::Column::Id.eq(line.product_id))
+            .filter(product::Column::DeletedAt.is_null())
+            .filter(product::Column::Stock.gte(line.quantity))
+            .exec_with_returning(txn)
+            .await?;
+        match rows.into_iter().next() {
+            Some(product) => reserved.push((*line, product)),
+            None => short.push(*line),
+        }
+    }
+    if short.is_empty() {
+        Ok(Ok(reserved))
+    } else {
+        Ok(Err(explain_shortage(txn, &short).await?))
+    }
 }
 
 /// Tells missing or deleted products (422) from short stock (409), naming each product.
@@ -457,7 +487,107 @@ pub async fn cancel(state: &AppState, caller: &AuthUser, id: Uuid) -> AppResult<
         .await?;
     restore_stock(&txn, id, now).await?;
     txn.commit().await?;
-    get(state, caller, id).await
+    let cancelled = get(state, caller, id).await?;
+    state.events.order_status(&cancelled).await;
+    state
+        .events
+        .payment_status(&PaymentEvent {
+            order_id: cancelled.id,
+            user_id: cancelled.user_id,
+            amount: cancelled.total,
+            currency: cancelled.currency.clone(),
+            payment_method: cancelled.payment_method.clone(),
+            status: PaymentStatus::Cancelled,
+            attempt: cancelled.payment.attempts,
+            max_attempts: cancelled.payment.max_attempts,
+            next_attempt_at: None,
+            error: None,
+        })
+        .await;
+    Ok(cancelled)
+}
+
+/// Pushes the order's current state to `/orders` (after a committed change).
+pub async fn publish(state: &AppState, order_id: Uuid) {
+    let loaded = match order::Entity::find_by_id(order_id).one(&state.db).await {
+        Ok(Some(order)) => load(&state.db, vec![order]).await,
+        Ok(None) => return,
+        Err(err) => Err(err.into()),
+    };
+    match loaded.map(|mut orders| orders.pop()) {
+        Ok(Some(order)) => state.events.order_status(&order).await,
+        Ok(None) => {}
+        Err(err) => tracing::warn!(%order_id, error = ?err, "could not load an order to publish it"),
+    }
+}
+
+/// Gives a payment that ran out of attempts a fresh set: takes it off the dead list,
+/// reserves its order's stock again (all lines or none) and puts the order back to
+/// `PENDING`, in one transaction.
+pub async fn retry_failed_payment(state: &AppState, payment_id: Uuid) -> AppResult<OrderResponse> {
+    let dead = state
+        .queue
+        .dead_jobs(usize::MAX >> 1)
+        .await
+        .map_err(|err| AppError::unavailable(err.to_string()))?
+        .into_iter()
+        .find(|job| job.id == payment_id)
+        .ok_or_else(|| AppError::not_found("dead job"))?;
+    let now = clock::now();
+    let txn = db::begin_write(&state.db).await?;
+    let revived = payment::Entity::update_many()
+        .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Pending.as_str()))
+        .col_expr(payment::Column::Attempts, Expr::value(0))
+        .col_expr(payment::Column::NextAttemptAt, Expr::value(Some(now)))
+        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+        .filter(payment::Column::Id.eq(payment_id))
+        .filter(payment::Column::Status.eq(PaymentStatus::Failed.as_str()))
+        .exec_with_returning(&txn)
+        .await?;
+    let Some(payment) = revived.into_iter().next() else {
+        txn.rollback().await?;
+        return Err(AppError::conflict(
+            "payment_not_failed",
+            "This payment is no longer FAILED; nothing to retry.",
+        ));
+    };
+    let mut lines: Vec<Line> = order_item::Entity::find()
+        .filter(order_item::Column::OrderId.eq(payment.order_id))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|item| Line {
+            product_id: item.product_id,
+            quantity: item.quantity,
+        })
+        .collect();
+    lines.sort_by_key(|l| l.product_id);
+    if let Err(problem) = reserve_lines(&txn, &lines, now).await? {
+        txn.rollback().await?;
+        return Err(problem);
+    }
+    order::Entity::update_many()
+        .col_expr(order::Column::Status, Expr::value(OrderStatus::Pending.as_str()))
+        .col_expr(order::Column::UpdatedAt, Expr::value(now))
+        .filter(order::Column::Id.eq(payment.order_id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    let removed = state.queue.remove_dead(payment_id).await;
+    let queued = state.queue.enqueue(payment_id, now).await;
+    if let Err(err) = removed.and(queued.map(drop)) {
+        tracing::warn!(%payment_id, error = %err, last_error = %dead.error, "retried payment not queued; the sweeper will");
+    }
+    let order = order::Entity::find_by_id(payment.order_id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| AppError::not_found("order"))?;
+    let response = load(&state.db, vec![order])
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::not_found("order"))?;
+    state.events.order_status(&response).await;
+    Ok(response)
 }
 
 /// Puts an order's reserved units back on the shelf (deleted products included, so the

@@ -1,7 +1,36 @@
-//! Payments: the payment state machine's statuses and the simulated payment methods.
+//! Payments: the payment state machine, the simulated payment methods, the worker that
+//! processes them and the admin view of the queue.
 
+pub mod routes;
+pub mod simulator;
+pub mod worker;
+
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::Money;
+
+/// The `/payment` namespace's `status` event: one per attempt and outcome.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentEvent {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    #[schema(value_type = String, example = "25.00")]
+    pub amount: Money,
+    pub currency: String,
+    pub payment_method: String,
+    pub status: PaymentStatus,
+    /// The attempt this event is about (1-based; 0 before any attempt).
+    pub attempt: i32,
+    pub max_attempts: i32,
+    /// When the next attempt is due (`RETRYING` only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why the attempt failed.
+    pub error: Option<String>,
+}
 
 /// Where a payment stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -1,0 +1,363 @@
+//! Payment processing: one attempt at a time per payment, retries with backoff,
+//! compensation when a payment gives up; the worker loop and the sweeper.
+//!
+//! Every transition is a conditional update of the `payments` row (`WHERE status = …`, and
+//! for an attempt's outcome `AND attempts = n`), so a job delivered twice, a worker whose
+//! lease expired, or a cancel racing an attempt can change nothing twice: stock is restored
+//! at most once.
+
+use std::time::Duration;
+
+use entity::{order, payment};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{PaymentEvent, PaymentMethod, PaymentStatus, simulator::{self, AttemptOutcome}};
+use crate::{
+    app::AppState,
+    clock, db,
+    domain::Money,
+    error::{AppError, AppResult},
+    orders::{OrderStatus, service as orders},
+};
+
+/// How long an idle worker waits before looking at the queue again.
+const POLL: Duration = Duration::from_millis(50);
+/// How long shutdown waits for running attempts before leaving them to lease expiry.
+const DRAIN: Duration = Duration::from_secs(20);
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Runs one attempt of a payment, if it is due and nobody else has it.
+pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
+    let config = &state.config.payments;
+    let now = clock::now();
+    let txn = db::begin_write(&state.db).await?;
+    let started = payment::Entity::update_many()
+        .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Processing.as_str()))
+        .col_expr(payment::Column::Attempts, Expr::col(payment::Column::Attempts).add(1))
+        .col_expr(payment::Column::NextAttemptAt, Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None))
+        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+        .filter(payment::Column::Id.eq(payment_id))
+        .filter(
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(payment::Column::Status.is_in([
+                            PaymentStatus::Pending.as_str(),
+                            PaymentStatus::Retrying.as_str(),
+                        ]))
+                        .add(
+                            Condition::any()
+                                .add(payment::Column::NextAttemptAt.is_null())
+                                .add(payment::Column::NextAttemptAt.lte(now)),
+                        ),
+                )
+                // An attempt whose worker died (its lease long gone) is taken over.
+                .add(
+                    Condition::all()
+                        .add(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
+                        .add(payment::Column::UpdatedAt.lt(now - to_chrono(config.lease))),
+                ),
+        )
+        .exec_with_returning(&txn)
+        .await?;
+    let Some(payment) = started.into_iter().next() else {
+        txn.rollback().await?;
+        return not_started(state, payment_id).await;
+    };
+    let order = order::Entity::find_by_id(payment.order_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("payment {payment_id} has no order")))?;
+    let order_moved = order::Entity::update_many()
+        .col_expr(order::Column::Status, Expr::value(OrderStatus::Processing.as_str()))
+        .col_expr(order::Column::UpdatedAt, Expr::value(now))
+        .filter(order::Column::Id.eq(order.id))
+        .filter(order::Column::Status.eq(OrderStatus::Pending.as_str()))
+        .exec(&txn)
+        .await?
+        .rows_affected
+        == 1;
+    txn.commit().await?;
+    if order_moved {
+        orders::publish(state, order.id).await;
+    }
+    let attempt = u32::try_from(payment.attempts).unwrap_or(u32::MAX);
+    publish_payment(state, &order, &payment, PaymentStatus::Processing, None, None).await;
+
+    if !config.latency.is_zero() {
+        tokio::time::sleep(config.latency).await;
+    }
+    let method = PaymentMethod::parse(&order.payment_method).unwrap_or(PaymentMethod::DEFAULT);
+    let outcome = simulator::attempt(method, attempt, config.success_rate, rand::random());
+    let policy = config.retry_policy();
+    match outcome {
+        AttemptOutcome::Succeeded => {
+            if finish(state, &order, &payment, None).await? {
+                ack(state, payment_id).await;
+            }
+        }
+        AttemptOutcome::Declined(error) => {
+            if finish(state, &order, &payment, Some(&error)).await? {
+                ack(state, payment_id).await;
+            }
+        }
+        AttemptOutcome::Transient(error) if policy.retries_after(attempt) => {
+            let now = clock::now();
+            let due = now + to_chrono(policy.delay(attempt, rand::random()));
+            let waiting = payment::Entity::update_many()
+                .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Retrying.as_str()))
+                .col_expr(payment::Column::NextAttemptAt, Expr::value(Some(due)))
+                .col_expr(payment::Column::LastError, Expr::value(Some(error.clone())))
+                .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+                .filter(payment::Column::Id.eq(payment_id))
+                .filter(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
+                .filter(payment::Column::Attempts.eq(payment.attempts))
+                .exec(&state.db)
+                .await?
+                .rows_affected
+                == 1;
+            if waiting {
+                if let Err(err) = state.queue.retry(payment_id, due).await {
+                    tracing::warn!(%payment_id, error = %err, "could not schedule a retry; the sweeper will");
+                }
+                publish_payment(state, &order, &payment, PaymentStatus::Retrying, Some(due), Some(&error)).await;
+            }
+        }
+        AttemptOutcome::Transient(error) => {
+            if finish(state, &order, &payment, Some(&error)).await?
+                && let Err(err) = state.queue.bury(payment_id, &error).await
+            {
+                tracing::warn!(%payment_id, error = %err, "could not move a job to the dead list");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A delivered job that could not start: early (reschedule it) or nothing left to do.
+async fn not_started(state: &AppState, payment_id: Uuid) -> AppResult<()> {
+    let current = payment::Entity::find_by_id(payment_id).one(&state.db).await?;
+    let early = current.as_ref().and_then(|p| {
+        let waiting = matches!(
+            PaymentStatus::parse(&p.status),
+            Some(PaymentStatus::Pending | PaymentStatus::Retrying)
+        );
+        p.next_attempt_at.filter(|due| waiting && *due > clock::now())
+    });
+    match (current, early) {
+        (_, Some(due)) => {
+            if let Err(err) = state.queue.retry(payment_id, due).await {
+                tracing::warn!(%payment_id, error = %err, "could not reschedule an early job");
+            }
+        }
+        // Running elsewhere: that worker holds the lease and will ack it.
+        (Some(p), None) if p.status == PaymentStatus::Processing.as_str() => {}
+        _ => ack(state, payment_id).await,
+    }
+    Ok(())
+}
+
+/// Ends a payment: `SUCCEEDED` (order `COMPLETED`), or `FAILED` with `error` (order
+/// `FAILED`, stock restored), all in one transaction. `false` when this attempt no longer
+/// owns the payment (another worker took it over), in which case nothing changed.
+async fn finish(
+    state: &AppState,
+    order: &order::Model,
+    payment: &payment::Model,
+    error: Option<&str>,
+) -> AppResult<bool> {
+    let (payment_status, order_status) = match error {
+        None => (PaymentStatus::Succeeded, OrderStatus::Completed),
+        Some(_) => (PaymentStatus::Failed, OrderStatus::Failed),
+    };
+    let now = clock::now();
+    let txn = db::begin_write(&state.db).await?;
+    let ended = payment::Entity::update_many()
+        .col_expr(payment::Column::Status, Expr::value(payment_status.as_str()))
+        .col_expr(payment::Column::LastError, Expr::value(error.map(str::to_owned)))
+        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+        .filter(payment::Column::Id.eq(payment.id))
+        .filter(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
+        .filter(payment::Column::Attempts.eq(payment.attempts))
+        .exec(&txn)
+        .await?
+        .rows_affected
+        == 1;
+    if !ended {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    order::Entity::update_many()
+        .col_expr(order::Column::Status, Expr::value(order_status.as_str()))
+        .col_expr(order::Column::UpdatedAt, Expr::value(now))
+        .filter(order::Column::Id.eq(order.id))
+        .filter(order::Column::Status.is_in([
+            OrderStatus::Pending.as_str(),
+            OrderStatus::Processing.as_str(),
+        ]))
+        .exec(&txn)
+        .await?;
+    if error.is_some() {
+        orders::restore_stock(&txn, order.id, now).await?;
+    }
+    txn.commit().await?;
+    orders::publish(state, order.id).await;
+    publish_payment(state, order, payment, payment_status, None, error).await;
+    Ok(true)
+}
+
+async fn ack(state: &AppState, payment_id: Uuid) {
+    if let Err(err) = state.queue.ack(payment_id).await {
+        tracing::warn!(%payment_id, error = %err, "could not acknowledge a job; it will be delivered again and ignored");
+    }
+}
+
+/// Pushes a `/payment` `status` event.
+pub async fn publish_payment(
+    state: &AppState,
+    order: &order::Model,
+    payment: &payment::Model,
+    status: PaymentStatus,
+    next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    error: Option<&str>,
+) {
+    let event = PaymentEvent {
+        order_id: order.id,
+        user_id: order.user_id,
+        amount: Money::from_cents(order.total_cents),
+        currency: order.currency.clone(),
+        payment_method: order.payment_method.clone(),
+        status,
+        attempt: payment.attempts,
+        max_attempts: payment.max_attempts,
+        next_attempt_at,
+        error: error.map(str::to_owned),
+    };
+    state.events.payment_status(&event).await;
+}
+
+/// Works off the queue with up to `WORKER_CONCURRENCY` attempts at once until `shutdown`,
+/// then lets running attempts finish (for a while; after that their leases expire and
+/// the jobs return to the queue).
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let config = state.config.payments.clone();
+    let mut running = JoinSet::new();
+    tracing::info!(concurrency = config.worker_concurrency, "payment worker started");
+    loop {
+        while running.try_join_next().is_some() {}
+        let free = config.worker_concurrency.saturating_sub(running.len());
+        if free == 0 {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = running.join_next() => continue,
+            }
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+        match state.queue.reserve(free, config.lease).await {
+            Ok(ids) if !ids.is_empty() => {
+                for id in ids {
+                    let state = state.clone();
+                    running.spawn(async move {
+                        if let Err(err) = process(&state, id).await {
+                            tracing::warn!(payment_id = %id, error = ?err, "payment attempt failed; the job returns when its lease expires");
+                        }
+                    });
+                }
+            }
+            Ok(_) => tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = state.queue.wait_for_work(POLL) => {}
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "queue unavailable; retrying in 1s");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+    let in_flight = running.len();
+    if in_flight > 0 {
+        tracing::info!(in_flight, "payment worker stopping: finishing running attempts");
+    }
+    let drained = tokio::time::timeout(DRAIN, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("payment worker stopped with attempts still running; their jobs return when the leases expire");
+        running.abort_all();
+    }
+    tracing::info!("payment worker stopped");
+}
+
+/// Puts back in the queue what it lost: expired leases, and payments that are due but
+/// missing from it (Redis was down when the order was placed, or was flushed).
+pub async fn sweep(state: &AppState) -> AppResult<u64> {
+    let config = &state.config.payments;
+    if let Err(err) = state.queue.requeue_expired().await {
+        return Err(AppError::unavailable(err.to_string()));
+    }
+    let now = clock::now();
+    let overdue = now - to_chrono(config.sweep_interval);
+    let lost = payment::Entity::find()
+        .filter(
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(payment::Column::Status.is_in([
+                            PaymentStatus::Pending.as_str(),
+                            PaymentStatus::Retrying.as_str(),
+                        ]))
+                        .add(payment::Column::NextAttemptAt.lte(overdue)),
+                )
+                .add(
+                    Condition::all()
+                        .add(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
+                        .add(payment::Column::UpdatedAt.lt(now - to_chrono(config.lease))),
+                ),
+        )
+        .limit(1000)
+        .all(&state.db)
+        .await?;
+    let mut requeued = 0;
+    for payment in lost {
+        match state.queue.enqueue(payment.id, now).await {
+            Ok(true) => requeued += 1,
+            Ok(false) => {}
+            Err(err) => return Err(AppError::unavailable(err.to_string())),
+        }
+    }
+    if requeued > 0 {
+        tracing::info!(requeued, "sweeper re-enqueued payments missing from the queue");
+    }
+    Ok(requeued)
+}
+
+/// Runs [`sweep`] every `SWEEP_INTERVAL` until `shutdown`.
+pub async fn run_sweeper(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(state.config.payments.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                if let Err(err) = sweep(&state).await {
+                    tracing::warn!(error = ?err, "sweep failed; trying again next interval");
+                }
+            }
+        }
+    }
+}

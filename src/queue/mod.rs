@@ -1,0 +1,94 @@
+//! The payment retry queue. It carries only payment ids: the `payments` row stays the
+//! source of truth, so a job lost or delivered twice is harmless (see `payments::worker`).
+//!
+//! Two implementations of one [`JobQueue`] trait: [`RedisQueue`] (ready list, delayed
+//! sorted set, leased processing set, dead list; every move an atomic Lua script) for
+//! production, and [`MemoryQueue`] with the same semantics for the embedded default.
+
+mod memory;
+mod policy;
+mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use memory::MemoryQueue;
+pub use policy::RetryPolicy;
+pub use redis::RedisQueue;
+
+/// A failure of the queue's backend (Redis unreachable, a script error).
+#[derive(Debug, thiserror::Error)]
+#[error("queue unavailable: {0}")]
+pub struct QueueError(pub String);
+
+/// How many jobs are where.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct QueueCounts {
+    /// Due now, waiting for a worker.
+    pub ready: u64,
+    /// Waiting for their retry time.
+    pub delayed: u64,
+    /// Leased by a worker.
+    pub processing: u64,
+    /// Gave up; kept for inspection and manual retry.
+    pub dead: u64,
+}
+
+/// A job that gave up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadJob {
+    /// The payment id.
+    pub id: Uuid,
+    /// The last error.
+    pub error: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// A queue of job ids with delayed retries, leases and a dead list.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Schedules `id` to run at `due` (at once when `due` has passed). A job that is
+    /// already ready, delayed or leased is left as it is, so enqueueing twice is harmless.
+    async fn enqueue(&self, id: Uuid, due: DateTime<Utc>) -> Result<bool, QueueError>;
+
+    /// Leases up to `max` ready jobs until `lease` from now, first moving due delayed jobs
+    /// to ready.
+    async fn reserve(&self, max: usize, lease: Duration) -> Result<Vec<Uuid>, QueueError>;
+
+    /// The job is done: forget it.
+    async fn ack(&self, id: Uuid) -> Result<(), QueueError>;
+
+    /// The job failed transiently: run it again at `due`.
+    async fn retry(&self, id: Uuid, due: DateTime<Utc>) -> Result<(), QueueError>;
+
+    /// The job gave up: park it on the dead list with `error`.
+    async fn bury(&self, id: Uuid, error: &str) -> Result<(), QueueError>;
+
+    /// Puts jobs whose lease ran out (their worker died) back on the ready list.
+    async fn requeue_expired(&self) -> Result<u64, QueueError>;
+
+    /// Takes a job off the dead list; `false` when it was not there.
+    async fn remove_dead(&self, id: Uuid) -> Result<bool, QueueError>;
+
+    async fn counts(&self) -> Result<QueueCounts, QueueError>;
+
+    /// The newest dead jobs, at most `limit`.
+    async fn dead_jobs(&self, limit: usize) -> Result<Vec<DeadJob>, QueueError>;
+
+    /// Waits until work may be ready: something was enqueued in this process, or `poll`
+    /// has passed.
+    async fn wait_for_work(&self, poll: Duration);
+
+    /// Checks the backend answers.
+    async fn ping(&self) -> Result<(), QueueError>;
+}
+
+pub(crate) fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}

@@ -1,0 +1,46 @@
+//! The Redis connection pool (fred) shared by the queue and readiness checks.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use fred::{
+    clients::Pool,
+    prelude::{Builder, ClientLike, Config as RedisConfig, ReconnectPolicy},
+};
+
+/// How long start-up keeps trying to reach Redis before giving up.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Connects a pool of `size` connections. Commands time out after two seconds, so callers
+/// see a failure instead of waiting while Redis is down; the pool reconnects on its own.
+pub async fn connect(url: &str, size: usize) -> anyhow::Result<Pool> {
+    let config = RedisConfig::from_url(url).context("REDIS_URL is not a valid Redis URL")?;
+    let pool = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(2);
+            c.internal_command_timeout = Duration::from_secs(2);
+            c.max_command_attempts = 2;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = Duration::from_secs(2);
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .build_pool(size)
+        .context("cannot build the Redis pool")?;
+    let started = tokio::time::Instant::now();
+    loop {
+        match pool.init().await {
+            Ok(_) => return Ok(pool),
+            Err(err) if started.elapsed() < CONNECT_PATIENCE => {
+                tracing::warn!(error = %err, "Redis is not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => {
+                return Err(err).context(format!(
+                    "Redis was not reachable for {}s (REDIS_URL)",
+                    CONNECT_PATIENCE.as_secs()
+                ));
+            }
+        }
+    }
+}
