@@ -147,7 +147,10 @@ impl Application {
 
 /// Starts the payment worker and the sweeper; the returned future ends when both have
 /// stopped after `stop` is cancelled.
-pub fn spawn_workers(state: &AppState, stop: &CancellationToken) -> impl Future<Output = ()> + use<> {
+pub fn spawn_workers(
+    state: &AppState,
+    stop: &CancellationToken,
+) -> impl Future<Output = ()> + use<> {
     let worker = tokio::spawn(worker::run(state.clone(), stop.clone()));
     let sweeper = tokio::spawn(worker::run_sweeper(state.clone(), stop.clone()));
     async move {

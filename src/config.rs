@@ -169,10 +169,14 @@ impl Config {
             Ok(())
         });
         let payment_max_attempts = parse("PAYMENT_MAX_ATTEMPTS", "5", &number(1..=20));
-        let success_rate = parse("PAYMENT_SUCCESS_RATE", "0.8", &|raw| match raw.parse::<f64>() {
-            Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
-            _ => Err("expected a probability from 0 to 1, such as 0.8".into()),
-        });
+        let success_rate = parse(
+            "PAYMENT_SUCCESS_RATE",
+            "0.8",
+            &|raw| match raw.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
+                _ => Err("expected a probability from 0 to 1, such as 0.8".into()),
+            },
+        );
         let latency_ms = parse("PAYMENT_LATENCY_MS", "500", &number(0..=600_000));
         let backoff_base_ms = parse("PAYMENT_BACKOFF_BASE_MS", "1000", &number(1..=3_600_000));
         let backoff_max_ms = parse("PAYMENT_BACKOFF_MAX_MS", "30000", &number(1..=86_400_000));
@@ -182,9 +186,15 @@ impl Config {
         });
         let worker_concurrency = parse("WORKER_CONCURRENCY", "16", &number(1..=1024));
         let lease = parse("QUEUE_LEASE", "30s", &|raw| parse_duration(raw).map(|_| ()));
-        let sweep_interval = parse("SWEEP_INTERVAL", "5s", &|raw| parse_duration(raw).map(|_| ()));
+        let sweep_interval = parse("SWEEP_INTERVAL", "5s", &|raw| {
+            parse_duration(raw).map(|_| ())
+        });
         let redis_key_prefix = parse("REDIS_KEY_PREFIX", "shop", &|raw| {
-            if raw.len() <= 64 && raw.chars().all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c)) {
+            if raw.len() <= 64
+                && raw
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c))
+            {
                 Ok(())
             } else {
                 Err("expected up to 64 letters, digits, '-', '_', ':' or '.'".into())
@@ -300,7 +310,9 @@ impl Config {
                 backoff_max: Duration::from_millis(num(backoff_max_ms)),
                 workers: matches!(workers.as_deref(), Some("1" | "true")),
                 worker_concurrency: num(worker_concurrency) as usize,
-                lease: lease.and_then(|v| parse_duration(&v).ok()).unwrap_or_default(),
+                lease: lease
+                    .and_then(|v| parse_duration(&v).ok())
+                    .unwrap_or_default(),
                 sweep_interval: sweep_interval
                     .and_then(|v| parse_duration(&v).ok())
                     .unwrap_or_default(),

@@ -10,8 +10,8 @@ use shop::{
     config::Config,
     telemetry,
 };
-use tokio_util::sync::CancellationToken;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "shop", version, about = "E-commerce order API")]

@@ -276,7 +276,10 @@ async fn reserve_lines(
         // Matches only while enough stock is left, so stock never goes below zero whatever
         // runs concurrently.
         let rows = product::Entity::update_many()
-            .col_expr(product::Column::Stock, Expr::col(product::Column::Stock).sub(line.quantity))
+            .col_expr(
+                product::Column::Stock,
+                Expr::col(product::Column::Stock).sub(line.quantity),
+            )
             .col_expr(product::Column::UpdatedAt, Expr::value(now))
             .filter(product::Column::Id.eq(line.product_id))
             .filter(product::Column::DeletedAt.is_null())
@@ -517,7 +520,9 @@ pub async fn publish(state: &AppState, order_id: Uuid) {
     match loaded.map(|mut orders| orders.pop()) {
         Ok(Some(order)) => state.events.order_status(&order).await,
         Ok(None) => {}
-        Err(err) => tracing::warn!(%order_id, error = ?err, "could not load an order to publish it"),
+        Err(err) => {
+            tracing::warn!(%order_id, error = ?err, "could not load an order to publish it")
+        }
     }
 }
 
@@ -536,7 +541,10 @@ pub async fn retry_failed_payment(state: &AppState, payment_id: Uuid) -> AppResu
     let now = clock::now();
     let txn = db::begin_write(&state.db).await?;
     let revived = payment::Entity::update_many()
-        .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Pending.as_str()))
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(PaymentStatus::Pending.as_str()),
+        )
         .col_expr(payment::Column::Attempts, Expr::value(0))
         .col_expr(payment::Column::NextAttemptAt, Expr::value(Some(now)))
         .col_expr(payment::Column::UpdatedAt, Expr::value(now))
@@ -567,7 +575,10 @@ pub async fn retry_failed_payment(state: &AppState, payment_id: Uuid) -> AppResu
         return Err(problem);
     }
     order::Entity::update_many()
-        .col_expr(order::Column::Status, Expr::value(OrderStatus::Pending.as_str()))
+        .col_expr(
+            order::Column::Status,
+            Expr::value(OrderStatus::Pending.as_str()),
+        )
         .col_expr(order::Column::UpdatedAt, Expr::value(now))
         .filter(order::Column::Id.eq(payment.order_id))
         .exec(&txn)

@@ -45,8 +45,15 @@ async fn queue_view(State(state): State<AppState>, user: AuthUser) -> AppResult<
     user.require_admin()?;
     let unavailable = |err: crate::queue::QueueError| AppError::unavailable(err.to_string());
     let payments = state.queue.counts().await.map_err(unavailable)?;
-    let dead_jobs = state.queue.dead_jobs(DEAD_JOBS_SHOWN).await.map_err(unavailable)?;
-    Ok(Json(QueueView { payments, dead_jobs }))
+    let dead_jobs = state
+        .queue
+        .dead_jobs(DEAD_JOBS_SHOWN)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(QueueView {
+        payments,
+        dead_jobs,
+    }))
 }
 
 /// Give a dead payment a fresh set of attempts (ADMIN): its stock is reserved again (409

@@ -17,7 +17,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{PaymentEvent, PaymentMethod, PaymentStatus, simulator::{self, AttemptOutcome}};
+use super::{
+    PaymentEvent, PaymentMethod, PaymentStatus,
+    simulator::{self, AttemptOutcome},
+};
 use crate::{
     app::AppState,
     clock, db,
@@ -41,9 +44,18 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
     let now = clock::now();
     let txn = db::begin_write(&state.db).await?;
     let started = payment::Entity::update_many()
-        .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Processing.as_str()))
-        .col_expr(payment::Column::Attempts, Expr::col(payment::Column::Attempts).add(1))
-        .col_expr(payment::Column::NextAttemptAt, Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None))
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(PaymentStatus::Processing.as_str()),
+        )
+        .col_expr(
+            payment::Column::Attempts,
+            Expr::col(payment::Column::Attempts).add(1),
+        )
+        .col_expr(
+            payment::Column::NextAttemptAt,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
+        )
         .col_expr(payment::Column::UpdatedAt, Expr::value(now))
         .filter(payment::Column::Id.eq(payment_id))
         .filter(
@@ -78,7 +90,10 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
         .await?
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("payment {payment_id} has no order")))?;
     let order_moved = order::Entity::update_many()
-        .col_expr(order::Column::Status, Expr::value(OrderStatus::Processing.as_str()))
+        .col_expr(
+            order::Column::Status,
+            Expr::value(OrderStatus::Processing.as_str()),
+        )
         .col_expr(order::Column::UpdatedAt, Expr::value(now))
         .filter(order::Column::Id.eq(order.id))
         .filter(order::Column::Status.eq(OrderStatus::Pending.as_str()))
@@ -91,7 +106,15 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
         orders::publish(state, order.id).await;
     }
     let attempt = u32::try_from(payment.attempts).unwrap_or(u32::MAX);
-    publish_payment(state, &order, &payment, PaymentStatus::Processing, None, None).await;
+    publish_payment(
+        state,
+        &order,
+        &payment,
+        PaymentStatus::Processing,
+        None,
+        None,
+    )
+    .await;
 
     if !config.latency.is_zero() {
         tokio::time::sleep(config.latency).await;
@@ -114,7 +137,10 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
             let now = clock::now();
             let due = now + to_chrono(policy.delay(attempt, rand::random()));
             let waiting = payment::Entity::update_many()
-                .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Retrying.as_str()))
+                .col_expr(
+                    payment::Column::Status,
+                    Expr::value(PaymentStatus::Retrying.as_str()),
+                )
                 .col_expr(payment::Column::NextAttemptAt, Expr::value(Some(due)))
                 .col_expr(payment::Column::LastError, Expr::value(Some(error.clone())))
                 .col_expr(payment::Column::UpdatedAt, Expr::value(now))
@@ -129,7 +155,15 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
                 if let Err(err) = state.queue.retry(payment_id, due).await {
                     tracing::warn!(%payment_id, error = %err, "could not schedule a retry; the sweeper will");
                 }
-                publish_payment(state, &order, &payment, PaymentStatus::Retrying, Some(due), Some(&error)).await;
+                publish_payment(
+                    state,
+                    &order,
+                    &payment,
+                    PaymentStatus::Retrying,
+                    Some(due),
+                    Some(&error),
+                )
+                .await;
             }
         }
         AttemptOutcome::Transient(error) => {
@@ -145,13 +179,16 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
 
 /// A delivered job that could not start: early (reschedule it) or nothing left to do.
 async fn not_started(state: &AppState, payment_id: Uuid) -> AppResult<()> {
-    let current = payment::Entity::find_by_id(payment_id).one(&state.db).await?;
+    let current = payment::Entity::find_by_id(payment_id)
+        .one(&state.db)
+        .await?;
     let early = current.as_ref().and_then(|p| {
         let waiting = matches!(
             PaymentStatus::parse(&p.status),
             Some(PaymentStatus::Pending | PaymentStatus::Retrying)
         );
-        p.next_attempt_at.filter(|due| waiting && *due > clock::now())
+        p.next_attempt_at
+            .filter(|due| waiting && *due > clock::now())
     });
     match (current, early) {
         (_, Some(due)) => {
@@ -182,8 +219,14 @@ async fn finish(
     let now = clock::now();
     let txn = db::begin_write(&state.db).await?;
     let ended = payment::Entity::update_many()
-        .col_expr(payment::Column::Status, Expr::value(payment_status.as_str()))
-        .col_expr(payment::Column::LastError, Expr::value(error.map(str::to_owned)))
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(payment_status.as_str()),
+        )
+        .col_expr(
+            payment::Column::LastError,
+            Expr::value(error.map(str::to_owned)),
+        )
         .col_expr(payment::Column::UpdatedAt, Expr::value(now))
         .filter(payment::Column::Id.eq(payment.id))
         .filter(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
@@ -251,7 +294,10 @@ pub async fn publish_payment(
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let config = state.config.payments.clone();
     let mut running = JoinSet::new();
-    tracing::info!(concurrency = config.worker_concurrency, "payment worker started");
+    tracing::info!(
+        concurrency = config.worker_concurrency,
+        "payment worker started"
+    );
     loop {
         while running.try_join_next().is_some() {}
         let free = config.worker_concurrency.saturating_sub(running.len());
@@ -290,14 +336,19 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     }
     let in_flight = running.len();
     if in_flight > 0 {
-        tracing::info!(in_flight, "payment worker stopping: finishing running attempts");
+        tracing::info!(
+            in_flight,
+            "payment worker stopping: finishing running attempts"
+        );
     }
     let drained = tokio::time::timeout(DRAIN, async {
         while running.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("payment worker stopped with attempts still running; their jobs return when the leases expire");
+        tracing::warn!(
+            "payment worker stopped with attempts still running; their jobs return when the leases expire"
+        );
         running.abort_all();
     }
     tracing::info!("payment worker stopped");
@@ -341,7 +392,10 @@ pub async fn sweep(state: &AppState) -> AppResult<u64> {
         }
     }
     if requeued > 0 {
-        tracing::info!(requeued, "sweeper re-enqueued payments missing from the queue");
+        tracing::info!(
+            requeued,
+            "sweeper re-enqueued payments missing from the queue"
+        );
     }
     Ok(requeued)
 }

@@ -44,7 +44,9 @@ impl MemoryQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the sets half-updated in a way that
         // matters more than losing the queue, which the sweeper rebuilds.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

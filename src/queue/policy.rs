@@ -48,7 +48,10 @@ mod tests {
         let p = policy();
         let almost_one = 0.999;
         let ms = |attempt| p.delay(attempt, almost_one).as_millis();
-        assert_eq!([ms(1), ms(2), ms(3), ms(4), ms(5), ms(50)], [99, 199, 399, 799, 999, 999]);
+        assert_eq!(
+            [ms(1), ms(2), ms(3), ms(4), ms(5), ms(50)],
+            [99, 199, 399, 799, 999, 999]
+        );
     }
 
     #[test]
@@ -56,7 +59,11 @@ mod tests {
         let p = policy();
         assert_eq!(p.delay(3, 0.0), Duration::ZERO);
         assert_eq!(p.delay(3, 0.5), Duration::from_millis(200));
-        assert_eq!(p.delay(3, 7.0), Duration::from_millis(400), "unit is clamped");
+        assert_eq!(
+            p.delay(3, 7.0),
+            Duration::from_millis(400),
+            "unit is clamped"
+        );
     }
 
     #[test]

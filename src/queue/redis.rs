@@ -193,14 +193,21 @@ impl JobQueue for RedisQueue {
                 ],
             )
             .await?;
-        Ok(ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect())
+        Ok(ids
+            .iter()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect())
     }
 
     async fn ack(&self, id: Uuid) -> Result<(), QueueError> {
         let k = &self.keys;
-        self.run::<i64>(&self.scripts.ack, vec![&k.processing, &k.queued], vec![id.to_string()])
-            .await
-            .map(drop)
+        self.run::<i64>(
+            &self.scripts.ack,
+            vec![&k.processing, &k.queued],
+            vec![id.to_string()],
+        )
+        .await
+        .map(drop)
     }
 
     async fn retry(&self, id: Uuid, due: DateTime<Utc>) -> Result<(), QueueError> {
@@ -250,7 +257,11 @@ impl JobQueue for RedisQueue {
     async fn remove_dead(&self, id: Uuid) -> Result<bool, QueueError> {
         let k = &self.keys;
         let removed: i64 = self
-            .run(&self.scripts.remove_dead, vec![&k.dead, &k.dead_info], vec![id.to_string()])
+            .run(
+                &self.scripts.remove_dead,
+                vec![&k.dead, &k.dead_info],
+                vec![id.to_string()],
+            )
             .await?;
         Ok(removed > 0)
     }
@@ -311,6 +322,11 @@ impl JobQueue for RedisQueue {
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
-        self.pool.next().ping::<String>(None).await.map(drop).map_err(fail)
+        self.pool
+            .next()
+            .ping::<String>(None)
+            .await
+            .map(drop)
+            .map_err(fail)
     }
 }

@@ -25,7 +25,9 @@ use socketioxide::{
     handler::ConnectHandler,
     layer::SocketIoLayer,
 };
-use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver};
+use socketioxide_redis::{
+    FredAdapter, RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -123,7 +125,9 @@ impl Realtime {
                 p.default_command_timeout = Duration::from_secs(2);
                 p.broadcast_channel_capacity = 1024;
             })
-            .set_policy(fred::prelude::ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .set_policy(fred::prelude::ReconnectPolicy::new_exponential(
+                0, 100, 5_000, 2,
+            ))
             .build_subscriber_client()?;
         resubscribe_on_reconnect(&client);
         let adapter: RedisAdapterCtr<FredDriver> = RedisAdapterCtr::new_with_fred_config(
@@ -158,7 +162,8 @@ impl Realtime {
 /// or this instance would silently stop hearing the others.
 fn resubscribe_on_reconnect(client: &SubscriberClient) {
     let handle = client.clone();
-    let _ = client.on_reconnect(move |_server| {
+    // The listener task lives as long as the client; its join handle is not needed.
+    drop(client.on_reconnect(move |_server| {
         let handle = handle.clone();
         async move {
             for channel in handle.tracked_shard_channels() {
@@ -168,7 +173,7 @@ fn resubscribe_on_reconnect(client: &SubscriberClient) {
             }
             Ok::<(), fred::error::Error>(())
         }
-    });
+    }));
 }
 
 /// Why a handshake was refused; clients see it as the `connect_error` message.
@@ -190,11 +195,19 @@ fn handshake_token<A: Adapter>(socket: &SocketRef<A>, auth: Option<Value>) -> Op
             .unwrap_or(t)
             .to_owned()
     };
-    if let Some(token) = auth.as_ref().and_then(|a| a.get("token")).and_then(Value::as_str) {
+    if let Some(token) = auth
+        .as_ref()
+        .and_then(|a| a.get("token"))
+        .and_then(Value::as_str)
+    {
         return Some(strip(token));
     }
     let parts = socket.req_parts();
-    if let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(value) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         return Some(strip(value));
     }
     Query::<HashMap<String, String>>::try_from_uri(&parts.uri)

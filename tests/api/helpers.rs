@@ -104,8 +104,11 @@ impl Answer {
 
 pub struct TestApp {
     pub base: String,
+    pub port: u16,
     pub client: reqwest::Client,
     pub state: AppState,
+    /// The settings it was started with.
+    pub env: HashMap<String, String>,
     /// The PostgreSQL database made for this test, dropped with it.
     pg_database: Option<String>,
     _dir: Option<tempfile::TempDir>,
@@ -149,9 +152,9 @@ fn announce_skip(reason: &str) {
     ONCE.call_once(|| {
         let _ = writeln!(
             std::io::stderr(),
-            "\nNOTE: PostgreSQL is not reachable ({reason}); the external-backend (PostgreSQL) \
-             tests are SKIPPED and pass vacuously. Set TEST_DATABASE_URL, or \
-             SHOP_TEST_REQUIRE_EXTERNAL=1 to make this a failure.\n"
+            "\nNOTE: an external backend is not reachable ({reason}); the external-backend \
+             (PostgreSQL + Redis) tests are SKIPPED and pass vacuously. Set TEST_DATABASE_URL \
+             and TEST_REDIS_URL, or SHOP_TEST_REQUIRE_EXTERNAL=1 to make this a failure.\n"
         );
     });
 }
@@ -177,6 +180,13 @@ impl TestApp {
             ("ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
             ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
             ("DATABASE_MAX_CONNECTIONS".into(), "8".into()),
+            // Payments are fast here, and processed only where a test asks for workers.
+            ("WORKERS".into(), "0".into()),
+            ("PAYMENT_LATENCY_MS".into(), "0".into()),
+            ("PAYMENT_BACKOFF_BASE_MS".into(), "10".into()),
+            ("PAYMENT_BACKOFF_MAX_MS".into(), "40".into()),
+            ("SWEEP_INTERVAL".into(), "200ms".into()),
+            ("QUEUE_LEASE".into(), "5s".into()),
         ]);
         let mut dir = None;
         let mut pg_database = None;
@@ -190,34 +200,64 @@ impl TestApp {
                 dir = Some(tmp);
             }
             Backend::Postgres => {
+                // The external backend is PostgreSQL with Redis, under a key prefix of its own.
+                let redis = redis_url().await?;
                 let (url, name) = create_postgres_database().await?;
                 vars.insert("DATABASE_URL".into(), url);
                 pg_database = Some(name);
+                vars.insert("REDIS_URL".into(), redis);
+                vars.insert(
+                    "REDIS_KEY_PREFIX".into(),
+                    format!("test-{}", Uuid::new_v4().simple()),
+                );
             }
         }
         for (k, v) in extra {
             vars.insert((*k).into(), (*v).into());
         }
-        let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
+        let mut app = Self::start(vars).await;
+        shop::seed::run(&app.state, ADMIN_EMAIL, ADMIN_PASSWORD, 0)
+            .await
+            .expect("admin seeded");
+        app.pg_database = pg_database;
+        app._dir = dir;
+        Some(app)
+    }
+
+    async fn start(env: HashMap<String, String>) -> TestApp {
+        let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test config");
         let app = Application::build(config)
             .await
             .expect("application starts");
         let port = app.port();
         let state = app.state().clone();
-        shop::seed::run(&state, ADMIN_EMAIL, ADMIN_PASSWORD, 0)
-            .await
-            .expect("admin seeded");
         tokio::spawn(app.run_until_stopped(std::future::pending()));
-        Some(TestApp {
+        TestApp {
             base: format!("http://127.0.0.1:{port}"),
+            port,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
             state,
-            pg_database,
-            _dir: dir,
-        })
+            env,
+            pg_database: None,
+            _dir: None,
+        }
+    }
+
+    /// Another instance on the same database and Redis (the first one owns them).
+    pub async fn sibling(&self, extra: &[(&str, &str)]) -> TestApp {
+        let mut env = self.env.clone();
+        for (k, v) in extra {
+            env.insert((*k).into(), (*v).into());
+        }
+        Self::start(env).await
+    }
+
+    /// Whether this instance uses the external backends (PostgreSQL + Redis).
+    pub fn is_external(&self) -> bool {
+        self.env.contains_key("REDIS_URL")
     }
 
     /// Sends a request with an optional bearer token and JSON body.
@@ -319,8 +359,13 @@ impl TestApp {
         answer.expect(200)["stock"].as_i64().unwrap()
     }
 
-    /// Places an order of `(product, quantity)` lines.
+    /// Places an order of `(product, quantity)` lines, paid with `pm_success`.
     pub async fn order(&self, token: &str, lines: &[(&str, i64)]) -> Answer {
+        self.order_with(token, lines, "pm_success").await
+    }
+
+    /// Places an order of `(product, quantity)` lines with a payment method.
+    pub async fn order_with(&self, token: &str, lines: &[(&str, i64)], method: &str) -> Answer {
         let items: Vec<Value> = lines
             .iter()
             .map(|(id, q)| json!({"productId": id, "quantity": q}))
@@ -328,9 +373,26 @@ impl TestApp {
         self.post(
             "/orders",
             Some(token),
-            json!({"items": items, "paymentMethod": "pm_success"}),
+            json!({"items": items, "paymentMethod": method}),
         )
         .await
+    }
+
+    /// Polls an order until its status is one of `statuses` (panics after 30 s).
+    pub async fn wait_for_order(&self, token: &str, id: &str, statuses: &[&str]) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let order = self.get(&format!("/orders/{id}"), Some(token)).await;
+            let body = order.expect(200).clone();
+            if statuses.iter().any(|s| body["status"] == *s) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order never reached {statuses:?}: {body:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 }
 
@@ -365,9 +427,32 @@ async fn create_postgres_database() -> Option<(String, String)> {
     Some((format!("{base}/{name}"), name))
 }
 
+/// The Redis to test against; `None` (after saying so) when unreachable and not required.
+pub async fn redis_url() -> Option<String> {
+    let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let address = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let reachable = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(address.clone()),
+    )
+    .await;
+    match reachable {
+        Ok(Ok(_)) => Some(url),
+        Ok(Err(err)) => unavailable(&format!("Redis at {address}: {err}")),
+        Err(_) => unavailable(&format!("Redis at {address}: timed out")),
+    }
+}
+
 fn unavailable<T>(reason: &str) -> Option<T> {
     if require_external() {
-        panic!("PostgreSQL is required (SHOP_TEST_REQUIRE_EXTERNAL=1) but unreachable: {reason}");
+        panic!(
+            "external backends are required (SHOP_TEST_REQUIRE_EXTERNAL=1) but unreachable: {reason}"
+        );
     }
     announce_skip(reason);
     None

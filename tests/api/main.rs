@@ -9,5 +9,8 @@ mod auth;
 mod concurrency;
 mod idempotency;
 mod orders;
+mod payments;
 mod products;
+mod realtime;
 mod service;
+mod socket;
