@@ -275,6 +275,14 @@ impl Config {
             _ => {}
         }
 
+        if let (Some(latency), Some(lease)) = (&latency_ms, &lease) {
+            let latency = Duration::from_millis(latency.parse().unwrap_or_default());
+            if parse_duration(lease).is_ok_and(|lease| lease <= latency * 2) {
+                errors.push(format!(
+                    "QUEUE_LEASE={lease:?}: must be more than twice PAYMENT_LATENCY_MS, or healthy attempts would be taken over"
+                ));
+            }
+        }
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -416,6 +424,13 @@ mod tests {
             assert!(msg.contains(name), "{name} missing from {msg}");
         }
         assert_eq!(err.0.len(), 4);
+    }
+
+    #[test]
+    fn the_lease_must_outlast_an_attempt() {
+        let err = config(&[("PAYMENT_LATENCY_MS", "20000"), ("QUEUE_LEASE", "30s")]).unwrap_err();
+        assert!(err.to_string().contains("QUEUE_LEASE"), "{err}");
+        assert!(config(&[("PAYMENT_LATENCY_MS", "500"), ("QUEUE_LEASE", "30s")]).is_ok());
     }
 
     #[test]

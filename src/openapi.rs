@@ -11,14 +11,19 @@ use utoipa::{
     info(
         title = "shop",
         description = "E-commerce order API: accounts, catalog, orders that never oversell, \
-                       asynchronous payments. Errors are RFC 9457 `application/problem+json`.",
+                       asynchronous payments. Errors are RFC 9457 `application/problem+json`.\n\n\
+                       Real time: Socket.IO (v4) namespaces `/orders` and `/payment`, event \
+                       `status`; authenticate the handshake with `auth: {token}`, an \
+                       `Authorization: Bearer` header or `?token=`. `/orders` carries \
+                       `OrderResponse`, `/payment` carries `PaymentEvent`.",
     ),
     modifiers(&BearerAuth),
-    components(schemas(crate::error::Problem)),
+    components(schemas(crate::error::Problem, crate::payments::PaymentEvent)),
     tags(
         (name = "auth", description = "Accounts and sign-in"),
         (name = "products", description = "The catalog"),
         (name = "orders", description = "Placing, reading and cancelling orders"),
+        (name = "admin", description = "The payment queue"),
         (name = "service", description = "Health and readiness"),
     )
 )]

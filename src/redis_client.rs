@@ -11,9 +11,30 @@ use fred::{
 /// How long start-up keeps trying to reach Redis before giving up.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Connects a pool of `size` connections. Commands time out after two seconds, so callers
-/// see a failure instead of waiting while Redis is down; the pool reconnects on its own.
+/// Connects a pool of `size` connections, waiting up to 30 s for Redis to come up.
+/// Commands time out after two seconds, so callers see a failure instead of waiting while
+/// Redis is down; the pool reconnects on its own.
 pub async fn connect(url: &str, size: usize) -> anyhow::Result<Pool> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match connect_once(url, size).await {
+            Ok(pool) => return Ok(pool),
+            Err(err) if started.elapsed() < CONNECT_PATIENCE => {
+                tracing::warn!(error = %err, "Redis is not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => {
+                return Err(err).context(format!(
+                    "Redis was not reachable for {}s (REDIS_URL)",
+                    CONNECT_PATIENCE.as_secs()
+                ));
+            }
+        }
+    }
+}
+
+/// One connection attempt of [`connect`].
+pub async fn connect_once(url: &str, size: usize) -> anyhow::Result<Pool> {
     let config = RedisConfig::from_url(url).context("REDIS_URL is not a valid Redis URL")?;
     let pool = Builder::from_config(config)
         .with_connection_config(|c| {
@@ -27,20 +48,6 @@ pub async fn connect(url: &str, size: usize) -> anyhow::Result<Pool> {
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build_pool(size)
         .context("cannot build the Redis pool")?;
-    let started = tokio::time::Instant::now();
-    loop {
-        match pool.init().await {
-            Ok(_) => return Ok(pool),
-            Err(err) if started.elapsed() < CONNECT_PATIENCE => {
-                tracing::warn!(error = %err, "Redis is not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(err) => {
-                return Err(err).context(format!(
-                    "Redis was not reachable for {}s (REDIS_URL)",
-                    CONNECT_PATIENCE.as_secs()
-                ));
-            }
-        }
-    }
+    pool.init().await.context("cannot connect to Redis")?;
+    Ok(pool)
 }

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod auth;
+mod cluster;
 mod concurrency;
 mod idempotency;
 mod orders;

@@ -318,8 +318,19 @@ async fn admins_see_and_retry_dead_jobs(app: TestApp) {
         .get("/admin/queues", Some(&client))
         .await
         .expect_problem(403, "forbidden");
-    let view = paying.get("/admin/queues", Some(&admin)).await;
-    let view = view.expect(200);
+    // The job reaches the dead list just after the order's FAILED commit.
+    let mut view = Value::Null;
+    for _ in 0..200 {
+        view = paying
+            .get("/admin/queues", Some(&admin))
+            .await
+            .expect(200)
+            .clone();
+        if view["payments"]["dead"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     assert_eq!(view["payments"]["dead"], 1);
     assert_eq!(view["payments"]["processing"], 0);
     assert_eq!(view["deadJobs"][0]["id"], payment.to_string());

@@ -39,6 +39,8 @@ async fn openapi_describes_every_route(app: TestApp) {
         ("/orders", &["get", "post"]),
         ("/orders/{id}", &["get"]),
         ("/orders/{id}/cancel", &["post"]),
+        ("/admin/queues", &["get"]),
+        ("/admin/queues/dead/{id}/retry", &["post"]),
         ("/health", &["get"]),
         ("/ready", &["get"]),
     ] {
@@ -50,6 +52,7 @@ async fn openapi_describes_every_route(app: TestApp) {
         }
     }
     assert!(spec["components"]["schemas"]["Problem"].is_object());
+    assert!(spec["components"]["schemas"]["PaymentEvent"].is_object());
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
 }
 

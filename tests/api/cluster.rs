@@ -1,0 +1,139 @@
+//! Several processes sharing PostgreSQL and Redis: events cross instances, and payments
+//! survive Redis going away. PostgreSQL + Redis only.
+
+use std::{process::Stdio, time::Duration};
+
+use tokio::process::{Child, Command};
+
+use crate::{
+    helpers::{Backend, TestApp},
+    socket::{Auth, Listener},
+};
+
+fn shop_process(app: &TestApp, command: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_shop"))
+        .arg(command)
+        .envs(&app.env)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start a shop process")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_clients_of_every_instance() {
+    let Some(a) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let b = a.sibling(&[]).await;
+    let _worker = shop_process(&a, "worker");
+
+    let admin = a.admin().await;
+    let product = b.product(&admin, "Shared", "6.00", 5).await;
+    let (client, _) = a.client_user().await;
+    let mut orders = Listener::connect(a.port, "/orders", Auth::Payload(&client))
+        .await
+        .unwrap();
+    let mut payments = Listener::connect(a.port, "/payment", Auth::Query(&client))
+        .await
+        .unwrap();
+    let mut admin_ear = Listener::connect(a.port, "/orders", Auth::Header(&admin))
+        .await
+        .unwrap();
+
+    // Placed through B, paid by the worker process, heard on A.
+    let order = b.order(&client, &[(&product, 2)]).await;
+    let id = order.expect(201)["id"].clone();
+    let heard = orders.until(|e| e["status"] == "COMPLETED").await;
+    let statuses: Vec<&str> = heard
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["PENDING", "PROCESSING", "COMPLETED"]);
+    assert!(heard.iter().all(|e| e["id"] == id));
+    let paid = payments.until(|e| e["status"] == "SUCCEEDED").await;
+    let statuses: Vec<&str> = paid.iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["PROCESSING", "SUCCEEDED"]);
+    let seen = admin_ear.until(|e| e["status"] == "COMPLETED").await;
+    assert_eq!(seen.len(), 3);
+
+    for ear in [orders, payments, admin_ear] {
+        ear.close().await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn redis_server(port: u16) -> Option<Child> {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()
+}
+
+async fn wait_until_listening(port: u16) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server did not start on {port}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_resume_when_redis_returns() {
+    let port = free_port();
+    let Some(mut redis) = redis_server(port) else {
+        eprintln!("redis-server not installed: skipped");
+        return;
+    };
+    wait_until_listening(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let Some(app) =
+        TestApp::spawn_with(Backend::Postgres, &[("REDIS_URL", &url), ("WORKERS", "1")]).await
+    else {
+        let _ = redis.kill().await;
+        return;
+    };
+    let admin = app.admin().await;
+    let product = app.product(&admin, "Resilient", "3.00", 5).await;
+    let (client, _) = app.client_user().await;
+
+    redis.kill().await.unwrap();
+    let order = app.order(&client, &[(&product, 1)]).await;
+    let id = order.expect(201)["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.stock(&admin, &product).await, 4);
+    app.get("/ready", None)
+        .await
+        .expect_problem(503, "service_unavailable");
+
+    let _redis = redis_server(port).expect("redis-server restarts");
+    wait_until_listening(port).await;
+    let done = app
+        .wait_for_order(&client, &id, &["COMPLETED", "FAILED"])
+        .await;
+    assert_eq!(done["status"], "COMPLETED");
+    app.get("/ready", None).await.expect(200);
+}
