@@ -1,0 +1,201 @@
+//! Payment benchmark (run through `bench/payments.sh`, which builds and prepares it).
+//!
+//! Against PostgreSQL + Redis, with `PAYMENT_LATENCY_MS=0`:
+//! 1. starts `shop serve` without workers and queues `BENCH_ORDERS` (10,000) paid orders;
+//! 2. starts one `shop worker` and times how long it takes to drain them all;
+//! 3. places `BENCH_LATENCY_ORDERS` (1,000) more while an admin listens on `/orders`, and
+//!    reports how long each event took from the order's commit (`updatedAt`, stamped in
+//!    the committing transaction) to the listening client, p50 and p99.
+//!
+//! Settings come from the environment the script exports (DATABASE_URL, REDIS_URL, ...).
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::{FutureExt, StreamExt, stream};
+use rust_socketio::{Payload, TransportType, asynchronous::ClientBuilder};
+use serde_json::{Value, json};
+
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn spawn(bin_dir: &str, command: &str, extra: &[(&str, &str)]) -> Child {
+    Command::new(format!("{bin_dir}/shop"))
+        .arg(command)
+        .envs(extra.iter().copied())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start shop {command}: {err}"))
+}
+
+async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
+    let mut request = http.post(url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "{status}: {body}");
+    body
+}
+
+async fn get(http: &reqwest::Client, url: String, token: &str) -> Value {
+    let response = http.get(url).bearer_auth(token).send().await.expect("request");
+    response.json().await.expect("json")
+}
+
+async fn place_orders(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    products: &[String],
+    count: usize,
+    concurrency: usize,
+) -> Duration {
+    let started = Instant::now();
+    stream::iter(0..count)
+        .map(|i| {
+            let body = json!({
+                "items": [{"productId": products[i % products.len()], "quantity": 1}],
+                "paymentMethod": "pm_success",
+            });
+            post(http, format!("{base}/orders"), Some(token), body)
+        })
+        .buffer_unordered(concurrency)
+        .for_each(|_| async {})
+        .await;
+    started.elapsed()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let bin_dir = std::env::var("SHOP_BIN_DIR").expect("SHOP_BIN_DIR");
+    let port = std::env::var("PORT").expect("PORT");
+    let base = format!("http://127.0.0.1:{port}");
+    let orders = env_or("BENCH_ORDERS", 10_000);
+    let latency_orders = env_or("BENCH_LATENCY_ORDERS", 1_000);
+    let http = reqwest::Client::new();
+    let mut processes = Processes(vec![spawn(&bin_dir, "serve", &[("WORKERS", "0")])]);
+    for _ in 0..200 {
+        if http.get(format!("{base}/health")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let admin_email = std::env::var("ADMIN_EMAIL").unwrap_or("admin@shop.local".into());
+    let admin_password = std::env::var("ADMIN_PASSWORD").unwrap_or("Admin123!".into());
+    let admin = post(&http, format!("{base}/auth/login"), None, json!({"email": admin_email, "password": admin_password}))
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut products = Vec::new();
+    for i in 0..100 {
+        let body = json!({"name": format!("Bench product {i}"), "price": "9.99", "stock": 1_000_000});
+        products.push(post(&http, format!("{base}/products"), Some(&admin), body).await["id"].as_str().unwrap().to_owned());
+    }
+    let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
+    let client = post(&http, format!("{base}/auth/register"), None, json!({"email": email, "password": "Bench!pass1"}))
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // 1. Queue the backlog.
+    let fill = place_orders(&http, &base, &client, &products, orders, 32).await;
+    let queued = get(&http, format!("{base}/admin/queues"), &admin).await;
+    assert_eq!(queued["payments"]["ready"].as_u64(), Some(orders as u64), "{queued}");
+
+    // 2. One worker drains it.
+    let drain_started = Instant::now();
+    processes.0.push(spawn(&bin_dir, "worker", &[]));
+    loop {
+        let view = get(&http, format!("{base}/admin/queues"), &admin).await;
+        let left: u64 = ["ready", "delayed", "processing"]
+            .iter()
+            .map(|k| view["payments"][k].as_u64().unwrap_or(u64::MAX))
+            .sum();
+        if left == 0 {
+            break;
+        }
+        assert!(drain_started.elapsed() < Duration::from_secs(600), "drain stalled: {view}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain = drain_started.elapsed();
+    let completed = get(&http, format!("{base}/orders?status=COMPLETED&take=1"), &admin).await;
+    assert_eq!(completed["totalCount"].as_u64(), Some(orders as u64), "every payment succeeded");
+
+    // 3. Commit-to-client delay of /orders events, with the worker running.
+    let delays: Arc<Mutex<Vec<(String, f64)>>> = Arc::default();
+    let sink = delays.clone();
+    let listener = ClientBuilder::new(base.clone())
+        .namespace("/orders")
+        .transport_type(TransportType::Websocket)
+        .auth(json!({"token": admin}))
+        .on("status", move |payload, _| {
+            let received = chrono::Utc::now();
+            let sink = sink.clone();
+            async move {
+                if let Payload::Text(values) = payload
+                    && let Some(order) = values.first()
+                    && let Some(updated) = order["updatedAt"].as_str()
+                    && let Ok(updated) = chrono::DateTime::parse_from_rfc3339(updated)
+                {
+                    let ms = (received - updated.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+                    let status = order["status"].as_str().unwrap_or_default().to_owned();
+                    sink.lock().unwrap().push((status, ms));
+                }
+            }
+            .boxed()
+        })
+        .connect()
+        .await
+        .expect("socket.io connect");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    place_orders(&http, &base, &client, &products, latency_orders, 8).await;
+    let wait_started = Instant::now();
+    while delays.lock().unwrap().len() < latency_orders * 3 && wait_started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = listener.disconnect().await;
+    let delays = delays.lock().unwrap().clone();
+
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| orders queued (HTTP, 32 concurrent) | {orders} in {:.2} s ({:.0} orders/s) |", fill.as_secs_f64(), orders as f64 / fill.as_secs_f64());
+    println!("| one `shop worker` drains {orders} payments | {:.2} s ({:.0} payments/s; target < 10 s) |", drain.as_secs_f64(), orders as f64 / drain.as_secs_f64());
+    let mut all: Vec<f64> = delays.iter().map(|(_, ms)| *ms).collect();
+    all.sort_by(f64::total_cmp);
+    println!("| commit → `/orders` event at the client, all {} events | p50 {:.1} ms, p99 {:.1} ms (target p99 < 50 ms) |", all.len(), percentile(&all, 50.0), percentile(&all, 99.0));
+    for (status, source) in [("PENDING", "API"), ("PROCESSING", "worker"), ("COMPLETED", "worker")] {
+        let mut these: Vec<f64> = delays.iter().filter(|(s, _)| s == status).map(|(_, ms)| *ms).collect();
+        these.sort_by(f64::total_cmp);
+        println!("| … {status} events (published by the {source}), {} | p50 {:.1} ms, p99 {:.1} ms |", these.len(), percentile(&these, 50.0), percentile(&these, 99.0));
+    }
+}
