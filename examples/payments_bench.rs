@@ -31,7 +31,10 @@ impl Drop for Processes {
 }
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn spawn(bin_dir: &str, command: &str, extra: &[(&str, &str)]) -> Child {
@@ -56,7 +59,12 @@ async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Va
 }
 
 async fn get(http: &reqwest::Client, url: String, token: &str) -> Value {
-    let response = http.get(url).bearer_auth(token).send().await.expect("request");
+    let response = http
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
     response.json().await.expect("json")
 }
 
@@ -109,19 +117,35 @@ async fn main() {
 
     let admin_email = std::env::var("ADMIN_EMAIL").unwrap_or("admin@shop.local".into());
     let admin_password = std::env::var("ADMIN_PASSWORD").unwrap_or("Admin123!".into());
-    let admin = post(&http, format!("{base}/auth/login"), None, json!({"email": admin_email, "password": admin_password}))
-        .await["access_token"]
+    let admin = post(
+        &http,
+        format!("{base}/auth/login"),
+        None,
+        json!({"email": admin_email, "password": admin_password}),
+    )
+    .await["access_token"]
         .as_str()
         .unwrap()
         .to_owned();
     let mut products = Vec::new();
     for i in 0..100 {
-        let body = json!({"name": format!("Bench product {i}"), "price": "9.99", "stock": 1_000_000});
-        products.push(post(&http, format!("{base}/products"), Some(&admin), body).await["id"].as_str().unwrap().to_owned());
+        let body =
+            json!({"name": format!("Bench product {i}"), "price": "9.99", "stock": 1_000_000});
+        products.push(
+            post(&http, format!("{base}/products"), Some(&admin), body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
-    let client = post(&http, format!("{base}/auth/register"), None, json!({"email": email, "password": "Bench!pass1"}))
-        .await["access_token"]
+    let client = post(
+        &http,
+        format!("{base}/auth/register"),
+        None,
+        json!({"email": email, "password": "Bench!pass1"}),
+    )
+    .await["access_token"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -129,7 +153,11 @@ async fn main() {
     // 1. Queue the backlog.
     let fill = place_orders(&http, &base, &client, &products, orders, 32).await;
     let queued = get(&http, format!("{base}/admin/queues"), &admin).await;
-    assert_eq!(queued["payments"]["ready"].as_u64(), Some(orders as u64), "{queued}");
+    assert_eq!(
+        queued["payments"]["ready"].as_u64(),
+        Some(orders as u64),
+        "{queued}"
+    );
 
     // 2. One worker drains it.
     let drain_started = Instant::now();
@@ -143,12 +171,24 @@ async fn main() {
         if left == 0 {
             break;
         }
-        assert!(drain_started.elapsed() < Duration::from_secs(600), "drain stalled: {view}");
+        assert!(
+            drain_started.elapsed() < Duration::from_secs(600),
+            "drain stalled: {view}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drain = drain_started.elapsed();
-    let completed = get(&http, format!("{base}/orders?status=COMPLETED&take=1"), &admin).await;
-    assert_eq!(completed["totalCount"].as_u64(), Some(orders as u64), "every payment succeeded");
+    let completed = get(
+        &http,
+        format!("{base}/orders?status=COMPLETED&take=1"),
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        completed["totalCount"].as_u64(),
+        Some(orders as u64),
+        "every payment succeeded"
+    );
 
     // 3. Commit-to-client delay of /orders events, with the worker running.
     let delays: Arc<Mutex<Vec<(String, f64)>>> = Arc::default();
@@ -166,7 +206,10 @@ async fn main() {
                     && let Some(updated) = order["updatedAt"].as_str()
                     && let Ok(updated) = chrono::DateTime::parse_from_rfc3339(updated)
                 {
-                    let ms = (received - updated.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+                    let ms = (received - updated.with_timezone(&chrono::Utc))
+                        .num_microseconds()
+                        .unwrap_or(0) as f64
+                        / 1000.0;
                     let status = order["status"].as_str().unwrap_or_default().to_owned();
                     sink.lock().unwrap().push((status, ms));
                 }
@@ -179,7 +222,9 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     place_orders(&http, &base, &client, &products, latency_orders, 8).await;
     let wait_started = Instant::now();
-    while delays.lock().unwrap().len() < latency_orders * 3 && wait_started.elapsed() < Duration::from_secs(60) {
+    while delays.lock().unwrap().len() < latency_orders * 3
+        && wait_started.elapsed() < Duration::from_secs(60)
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = listener.disconnect().await;
@@ -188,14 +233,40 @@ async fn main() {
     println!();
     println!("| figure | value |");
     println!("|---|---|");
-    println!("| orders queued (HTTP, 32 concurrent) | {orders} in {:.2} s ({:.0} orders/s) |", fill.as_secs_f64(), orders as f64 / fill.as_secs_f64());
-    println!("| one `shop worker` drains {orders} payments | {:.2} s ({:.0} payments/s; target < 10 s) |", drain.as_secs_f64(), orders as f64 / drain.as_secs_f64());
+    println!(
+        "| orders queued (HTTP, 32 concurrent) | {orders} in {:.2} s ({:.0} orders/s) |",
+        fill.as_secs_f64(),
+        orders as f64 / fill.as_secs_f64()
+    );
+    println!(
+        "| one `shop worker` drains {orders} payments | {:.2} s ({:.0} payments/s; target < 10 s) |",
+        drain.as_secs_f64(),
+        orders as f64 / drain.as_secs_f64()
+    );
     let mut all: Vec<f64> = delays.iter().map(|(_, ms)| *ms).collect();
     all.sort_by(f64::total_cmp);
-    println!("| commit → `/orders` event at the client, all {} events | p50 {:.1} ms, p99 {:.1} ms (target p99 < 50 ms) |", all.len(), percentile(&all, 50.0), percentile(&all, 99.0));
-    for (status, source) in [("PENDING", "API"), ("PROCESSING", "worker"), ("COMPLETED", "worker")] {
-        let mut these: Vec<f64> = delays.iter().filter(|(s, _)| s == status).map(|(_, ms)| *ms).collect();
+    println!(
+        "| commit → `/orders` event at the client, all {} events | p50 {:.1} ms, p99 {:.1} ms (target p99 < 50 ms) |",
+        all.len(),
+        percentile(&all, 50.0),
+        percentile(&all, 99.0)
+    );
+    for (status, source) in [
+        ("PENDING", "API"),
+        ("PROCESSING", "worker"),
+        ("COMPLETED", "worker"),
+    ] {
+        let mut these: Vec<f64> = delays
+            .iter()
+            .filter(|(s, _)| s == status)
+            .map(|(_, ms)| *ms)
+            .collect();
         these.sort_by(f64::total_cmp);
-        println!("| … {status} events (published by the {source}), {} | p50 {:.1} ms, p99 {:.1} ms |", these.len(), percentile(&these, 50.0), percentile(&these, 99.0));
+        println!(
+            "| … {status} events (published by the {source}), {} | p50 {:.1} ms, p99 {:.1} ms |",
+            these.len(),
+            percentile(&these, 50.0),
+            percentile(&these, 99.0)
+        );
     }
 }

@@ -236,12 +236,21 @@ async fn seed_first_run(state: &AppState) -> anyhow::Result<()> {
         u64::from(config.seed_products),
     )
     .await?;
-    tracing::info!(
-        admin_email = %config.admin_email,
-        admin_password = %config.admin_password.expose(),
-        products = report.products_created,
-        "empty database: seeded an admin account and a catalog; change ADMIN_PASSWORD for anything but a trial"
-    );
+    if config.admin_password.expose() == crate::config::DEFAULT_ADMIN_PASSWORD {
+        // The documented default, so nothing secret: show it so a newcomer can sign in.
+        tracing::info!(
+            admin_email = %config.admin_email,
+            admin_password = crate::config::DEFAULT_ADMIN_PASSWORD,
+            products = report.products_created,
+            "empty database: seeded an admin account and a catalog; set ADMIN_PASSWORD for anything but a trial"
+        );
+    } else {
+        tracing::info!(
+            admin_email = %config.admin_email,
+            products = report.products_created,
+            "empty database: seeded an admin account (password from ADMIN_PASSWORD) and a catalog"
+        );
+    }
     Ok(())
 }
 

@@ -107,6 +107,9 @@ pub const DEFAULT_ADMIN_EMAIL: &str = "admin@shop.local";
 /// The default admin password, documented in the README; change it in production.
 pub const DEFAULT_ADMIN_PASSWORD: &str = "Admin123!";
 
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
 /// All the problems found in the environment, one line each.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
@@ -156,15 +159,19 @@ impl Config {
         });
         let port = parse("PORT", "3000", &number(0..=65535));
         let database_max_connections = parse("DATABASE_MAX_CONNECTIONS", "10", &number(1..=1000));
-        let jwt_ttl = parse("JWT_EXPIRES_IN", "1h", &|raw| {
-            parse_duration(raw).map(|_| ())
-        });
+        let within = |max: Duration| {
+            move |raw: &str| match parse_duration(raw)? {
+                d if d <= max => Ok(()),
+                _ => Err(format!("must be at most {}s", max.as_secs())),
+            }
+        };
+        let jwt_ttl = parse("JWT_EXPIRES_IN", "1h", &within(30 * DAY));
         let bcrypt_cost = parse("BCRYPT_COST", "12", &number(4..=31));
         let seed_products = parse("SEED_PRODUCTS", "50", &number(0..=100_000));
         let idempotency_ttl = parse("IDEMPOTENCY_TTL", "24h", &|raw| {
             let d = parse_duration(raw)?;
-            if d < Duration::from_secs(24 * 3600) {
-                return Err("must be at least 24h".into());
+            if d < DAY || d > 30 * DAY {
+                return Err("must be from 24h to 30d".into());
             }
             Ok(())
         });
@@ -185,10 +192,8 @@ impl Config {
             _ => Err("expected 1 (run payment workers in this process) or 0".into()),
         });
         let worker_concurrency = parse("WORKER_CONCURRENCY", "16", &number(1..=1024));
-        let lease = parse("QUEUE_LEASE", "30s", &|raw| parse_duration(raw).map(|_| ()));
-        let sweep_interval = parse("SWEEP_INTERVAL", "5s", &|raw| {
-            parse_duration(raw).map(|_| ())
-        });
+        let lease = parse("QUEUE_LEASE", "30s", &within(HOUR));
+        let sweep_interval = parse("SWEEP_INTERVAL", "5s", &within(HOUR));
         let redis_key_prefix = parse("REDIS_KEY_PREFIX", "shop", &|raw| {
             if raw.len() <= 64
                 && raw
@@ -412,6 +417,8 @@ mod tests {
 
     #[test]
     fn reports_every_bad_value_by_name() {
+        let err = config(&[("JWT_EXPIRES_IN", "99999999999d")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_EXPIRES_IN"), "{err}");
         let err = config(&[
             ("PORT", "http"),
             ("BCRYPT_COST", "2"),

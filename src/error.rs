@@ -116,6 +116,20 @@ impl AppError {
         )
     }
 
+    /// The problem body this error answers with; `None` for internal errors.
+    pub fn problem(&self) -> Option<Problem> {
+        match self {
+            Self::Problem {
+                status,
+                code,
+                detail,
+                errors,
+                ..
+            } => Some(Problem::new(*status, code, detail.clone(), errors.clone())),
+            Self::Internal(_) => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Problem { status, .. } => *status,
@@ -132,13 +146,18 @@ impl From<sea_orm::DbErr> for AppError {
                 tracing::error!(error = %err, "database unavailable");
                 Self::unavailable("The database is unavailable; try again shortly.")
             }
+            // SQLite gave up waiting for the write lock (busy timeout): overloaded, not broken.
+            other if other.to_string().contains("database is locked") => {
+                tracing::error!(error = %other, "database busy");
+                Self::unavailable("The database is busy; try again shortly.")
+            }
             other => Self::Internal(other.into()),
         }
     }
 }
 
 /// The body of every error answer.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem: `urn:shop:problem:<code>`.
     #[serde(rename = "type")]
@@ -180,6 +199,24 @@ impl IntoResponse for AppError {
     }
 }
 
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        code: &str,
+        detail: String,
+        errors: Option<FieldErrors>,
+    ) -> Self {
+        Self {
+            kind: format!("urn:shop:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_owned(),
+            errors,
+        }
+    }
+}
+
 /// Builds a problem+json response; also used by layers that answer on their own.
 pub fn problem_response(
     status: StatusCode,
@@ -188,14 +225,7 @@ pub fn problem_response(
     errors: Option<FieldErrors>,
     retry_after: Option<u64>,
 ) -> Response {
-    let body = Problem {
-        kind: format!("urn:shop:problem:{code}"),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        detail,
-        code: code.to_owned(),
-        errors,
-    };
+    let body = Problem::new(status, code, detail, errors);
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let mut response = (status, bytes).into_response();
     let headers = response.headers_mut();

@@ -2,9 +2,11 @@
 //!
 //! A key is claimed before the work starts (so a concurrent repeat sees it and gets a 409),
 //! and completed with the answer inside the work's own transaction (so the answer is stored
-//! if and only if the work committed). When the work fails the claim is released and the
-//! key can be used again. A claim abandoned by a crashed process can be taken over after
-//! [`LOCK_TIMEOUT`].
+//! if and only if the work committed). When the work is refused (a 4xx, such as short
+//! stock), that answer is stored too and replayed; when it fails on our side (5xx) the claim
+//! is released so the client can retry. A claim abandoned by a crashed process can be taken
+//! over after [`LOCK_TIMEOUT`]; every claim carries a [`Ticket`] (its lock time) that the
+//! later writes are fenced on, so a request whose claim was taken over can store nothing.
 
 use std::time::Duration;
 
@@ -54,11 +56,15 @@ impl IdempotencyKey {
     }
 }
 
+/// Proof of holding a claim: its lock time, which later writes must still match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket(chrono::DateTime<chrono::Utc>);
+
 /// What to do with a request that carries a key.
 #[derive(Debug)]
 pub enum Claim {
     /// The key is ours: do the work, then [`complete`] it in the work's transaction.
-    Acquired,
+    Acquired(Ticket),
     /// The key was used before with this request: answer what it answered.
     Replay { status: u16, body: String },
 }
@@ -88,7 +94,7 @@ pub async fn claim(
         .exec_without_returning(db)
         .await?;
         if matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
-            return Ok(Claim::Acquired);
+            return Ok(Claim::Acquired(Ticket(now)));
         }
 
         let Some(existing) = key_row::Entity::find_by_id((key.user_id, key.key.clone()))
@@ -128,49 +134,75 @@ pub async fn claim(
                 .exec(db)
                 .await?;
             if taken.rows_affected == 1 {
-                return Ok(Claim::Acquired);
+                return Ok(Claim::Acquired(Ticket(now)));
             }
         }
-        return Err(AppError::conflict(
-            "idempotency_key_in_use",
-            "A request with this Idempotency-Key is still being processed; retry later.",
-        ));
+        return Err(in_use());
     }
-    Err(AppError::conflict(
-        "idempotency_key_in_use",
-        "A request with this Idempotency-Key is still being processed; retry later.",
-    ))
+    Err(in_use())
 }
 
-/// Stores the answer; call inside the transaction of the work.
+/// Stores the answer; call inside the transaction of the work. Fails with 409 when the
+/// claim was taken over meanwhile: the caller must then roll the work back.
 pub async fn complete<C: ConnectionTrait>(
     txn: &C,
     key: &IdempotencyKey,
+    ticket: Ticket,
     status: u16,
     body: &str,
 ) -> AppResult<()> {
-    key_row::Entity::update_many()
+    let stored = key_row::Entity::update_many()
         .col_expr(
             key_row::Column::ResponseStatus,
             Expr::value(i32::from(status)),
         )
         .col_expr(key_row::Column::ResponseBody, Expr::value(body.to_owned()))
         .filter(this_row(key))
+        .filter(key_row::Column::LockedAt.eq(ticket.0))
+        .filter(key_row::Column::ResponseStatus.is_null())
         .exec(txn)
         .await?;
-    Ok(())
+    if stored.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(in_use())
+    }
 }
 
-/// Gives the key back after the work failed, so the client can retry with it.
-pub async fn release(db: &DatabaseConnection, key: &IdempotencyKey) {
-    let result = key_row::Entity::delete_many()
-        .filter(this_row(key))
-        .filter(key_row::Column::ResponseStatus.is_null())
-        .exec(db)
-        .await;
+/// Settles a claim whose work did not happen: a refusal (4xx) is stored to be replayed;
+/// anything else gives the key back so the client can retry with it.
+pub async fn settle_failure(
+    db: &DatabaseConnection,
+    key: &IdempotencyKey,
+    ticket: Ticket,
+    error: &AppError,
+) {
+    let result = match error.problem() {
+        Some(problem) if (400..500).contains(&problem.status) => {
+            let body = serde_json::to_string(&problem).unwrap_or_default();
+            complete(db, key, ticket, problem.status, &body)
+                .await
+                .map(drop)
+        }
+        _ => key_row::Entity::delete_many()
+            .filter(this_row(key))
+            .filter(key_row::Column::LockedAt.eq(ticket.0))
+            .filter(key_row::Column::ResponseStatus.is_null())
+            .exec(db)
+            .await
+            .map(drop)
+            .map_err(AppError::from),
+    };
     if let Err(err) = result {
-        tracing::warn!(error = %err, "could not release an idempotency key; it frees itself after the lock timeout");
+        tracing::warn!(error = ?err, "could not settle an idempotency key; it frees itself after the lock timeout");
     }
+}
+
+fn in_use() -> AppError {
+    AppError::conflict(
+        "idempotency_key_in_use",
+        "A request with this Idempotency-Key is still being processed; retry later.",
+    )
 }
 
 /// Deletes keys older than `ttl`; run periodically.

@@ -148,7 +148,11 @@ async fn retry_and_bury_move_leased_jobs(queue: Arc<dyn JobQueue>) {
         "a delayed retry is still queued"
     );
 
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        queue.reserve(10, LEASE).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(queue.reserve(10, LEASE).await.unwrap(), [retried]);
 }
 

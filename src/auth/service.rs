@@ -12,7 +12,7 @@ use super::{
 use crate::{
     app::AppState,
     clock,
-    domain::{Email, Password},
+    domain::{Email, Password, check_text},
     error::{AppError, AppResult, FieldErrors},
 };
 
@@ -45,8 +45,12 @@ pub async fn register(state: &AppState, request: RegisterRequest) -> AppResult<A
         .name
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty());
-    if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
-        errors.insert("name".into(), vec!["must be at most 200 characters".into()]);
+    if let Some(n) = &name {
+        if n.chars().count() > 200 {
+            errors.insert("name".into(), vec!["must be at most 200 characters".into()]);
+        } else if let Err(msg) = check_text(n, false) {
+            errors.insert("name".into(), vec![msg]);
+        }
     }
     let (Some(email), Some(password)) = (email, password) else {
         return Err(AppError::validation(errors));

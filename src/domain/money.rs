@@ -92,20 +92,20 @@ pub struct AmountInput(pub String);
 
 impl<'de> Deserialize<'de> for AmountInput {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(serde_json::Number),
-            Text(String),
+        // The raw JSON text, so a number is never rounded through f64 before it is checked.
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let text = raw.get().trim();
+        if text.starts_with('"') {
+            serde_json::from_str::<String>(text)
+                .map(Self)
+                .map_err(serde::de::Error::custom)
+        } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(serde::de::Error::custom(
+                "expected a number or a decimal string",
+            ))
         }
-        Ok(
-            match Raw::deserialize(deserializer)
-                .map_err(|_| serde::de::Error::custom("expected a number or a decimal string"))?
-            {
-                Raw::Number(n) => Self(n.to_string()),
-                Raw::Text(s) => Self(s),
-            },
-        )
     }
 }
 
@@ -163,6 +163,11 @@ mod tests {
         assert_eq!(from_json("42").unwrap().cents(), 4200);
         assert!(from_json("1.005").is_err());
         assert!(from_json("true").is_err());
+        assert!(
+            from_json("12345678.999999999999").is_err(),
+            "not rounded through f64"
+        );
+        assert!(from_json("1e2").is_err());
         assert_eq!(
             serde_json::to_string(&Money::from_cents(1250)).unwrap(),
             "\"12.50\""

@@ -20,6 +20,7 @@ impl Password {
         if raw.len() > 72 {
             return Err("must be at most 72 bytes long".into());
         }
+        super::check_text(raw, false)?;
         if !raw.chars().any(char::is_uppercase) {
             missing.push("an upper-case letter");
         }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use entity::{order, order_item, payment, product};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Order, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -24,7 +24,7 @@ use crate::{
     clock, db,
     domain::Money,
     error::{AppError, AppResult, FieldErrors},
-    idempotency::{self, Claim, IdempotencyKey},
+    idempotency::{self, Claim, IdempotencyKey, Ticket},
     pagination::{Page, PageRequest},
     payments::{PaymentEvent, PaymentMethod, PaymentStatus},
 };
@@ -60,25 +60,36 @@ pub async fn place(
     key: Option<IdempotencyKey>,
 ) -> AppResult<Placed> {
     let (lines, method) = validate(request)?;
-    if let Some(key) = &key
-        && let Claim::Replay { status, body } =
-            idempotency::claim(&state.db, key, state.config.idempotency_ttl).await?
-    {
-        return Ok(Placed::Replayed { status, body });
+    let claimed = match key {
+        None => None,
+        Some(key) => match idempotency::claim(&state.db, &key, state.config.idempotency_ttl).await?
+        {
+            Claim::Replay { status, body } => return Ok(Placed::Replayed { status, body }),
+            Claim::Acquired(ticket) => Some((key, ticket)),
+        },
+    };
+    let result = reserve_and_record(state, user, &lines, method, claimed.as_ref()).await;
+    if let (Err(err), Some((key, ticket))) = (&result, &claimed) {
+        idempotency::settle_failure(&state.db, key, *ticket, err).await;
     }
-    let result = reserve_and_record(state, user, &lines, method, key.as_ref()).await;
-    if result.is_err()
-        && let Some(key) = &key
-    {
-        idempotency::release(&state.db, key).await;
+    let NewOrder {
+        response,
+        payment_id,
+    } = result?;
+    // After the commit: announce the order, then hand its payment to the workers (in this
+    // order, so PENDING is never heard after PROCESSING). In a task of its own, so a client
+    // hanging up cannot cut it short.
+    let (task_state, order) = (state.clone(), response.clone());
+    let follow_up = tokio::spawn(async move {
+        task_state.events.order_status(&order).await;
+        if let Err(err) = task_state.queue.enqueue(payment_id, clock::now()).await {
+            tracing::warn!(order_id = %order.id, error = %err, "could not queue the payment; the sweeper will");
+        }
+    });
+    if let Err(err) = follow_up.await {
+        tracing::warn!(error = %err, "order follow-up task failed");
     }
-    let order = result?;
-    let payment_id = order.payment_id;
-    if let Err(err) = state.queue.enqueue(payment_id, clock::now()).await {
-        tracing::warn!(order_id = %order.response.id, error = %err, "could not queue the payment; the sweeper will");
-    }
-    state.events.order_status(&order.response).await;
-    Ok(Placed::Created(order.response))
+    Ok(Placed::Created(response))
 }
 
 /// A placed order and its payment's id.
@@ -165,7 +176,7 @@ async fn reserve_and_record(
     user: &AuthUser,
     lines: &[Line],
     method: PaymentMethod,
-    key: Option<&IdempotencyKey>,
+    key: Option<&(IdempotencyKey, Ticket)>,
 ) -> AppResult<NewOrder> {
     let now = clock::now();
     // Sorted by product id, so two orders touching the same products lock them in the same
@@ -202,7 +213,14 @@ async fn reserve_and_record(
     };
     order::Entity::insert(order)
         .exec_without_returning(&txn)
-        .await?;
+        .await
+        .map_err(|err| match err.sql_err() {
+            // The token outlived its account.
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
+                AppError::unauthorized("The account of this token no longer exists.")
+            }
+            _ => err.into(),
+        })?;
     let items: Vec<order_item::Model> = reserved
         .iter()
         .map(|(line, product)| order_item::Model {
@@ -251,9 +269,9 @@ async fn reserve_and_record(
         payment,
         &names,
     );
-    if let Some(key) = key {
+    if let Some((key, ticket)) = key {
         let body = serde_json::to_string(&response).map_err(|e| AppError::Internal(e.into()))?;
-        idempotency::complete(&txn, key, 201, &body).await?;
+        idempotency::complete(&txn, key, *ticket, 201, &body).await?;
     }
     txn.commit().await?;
     Ok(NewOrder {
@@ -490,24 +508,36 @@ pub async fn cancel(state: &AppState, caller: &AuthUser, id: Uuid) -> AppResult<
         .await?;
     restore_stock(&txn, id, now).await?;
     txn.commit().await?;
-    let cancelled = get(state, caller, id).await?;
-    state.events.order_status(&cancelled).await;
-    state
-        .events
-        .payment_status(&PaymentEvent {
-            order_id: cancelled.id,
-            user_id: cancelled.user_id,
-            amount: cancelled.total,
-            currency: cancelled.currency.clone(),
-            payment_method: cancelled.payment_method.clone(),
-            status: PaymentStatus::Cancelled,
-            attempt: cancelled.payment.attempts,
-            max_attempts: cancelled.payment.max_attempts,
-            next_attempt_at: None,
-            error: None,
-        })
-        .await;
-    Ok(cancelled)
+    // Read back and announce in a task of its own, so a client hanging up cannot cut the
+    // announcement short.
+    let task_state = state.clone();
+    let follow_up = tokio::spawn(async move {
+        let order = order::Entity::find_by_id(id).one(&task_state.db).await?;
+        let cancelled = load(&task_state.db, order.into_iter().collect())
+            .await?
+            .pop()
+            .ok_or_else(|| AppError::not_found("order"))?;
+        task_state.events.order_status(&cancelled).await;
+        task_state
+            .events
+            .payment_status(&PaymentEvent {
+                order_id: cancelled.id,
+                user_id: cancelled.user_id,
+                amount: cancelled.total,
+                currency: cancelled.currency.clone(),
+                payment_method: cancelled.payment_method.clone(),
+                status: PaymentStatus::Cancelled,
+                attempt: cancelled.payment.attempts,
+                max_attempts: cancelled.payment.max_attempts,
+                next_attempt_at: None,
+                error: None,
+            })
+            .await;
+        Ok::<_, AppError>(cancelled)
+    });
+    follow_up
+        .await
+        .map_err(|err| AppError::Internal(err.into()))?
 }
 
 /// Pushes the order's current state to `/orders` (after a committed change).
@@ -534,7 +564,10 @@ pub async fn retry_failed_payment(state: &AppState, payment_id: Uuid) -> AppResu
         .queue
         .dead_jobs(usize::MAX >> 1)
         .await
-        .map_err(|err| AppError::unavailable(err.to_string()))?
+        .map_err(|err| {
+            tracing::warn!(error = %err, "dead job lookup: queue unavailable");
+            AppError::unavailable("The payment queue is unavailable; try again shortly.")
+        })?
         .into_iter()
         .find(|job| job.id == payment_id)
         .ok_or_else(|| AppError::not_found("dead job"))?;
@@ -584,21 +617,26 @@ pub async fn retry_failed_payment(state: &AppState, payment_id: Uuid) -> AppResu
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    let removed = state.queue.remove_dead(payment_id).await;
-    let queued = state.queue.enqueue(payment_id, now).await;
-    if let Err(err) = removed.and(queued.map(drop)) {
-        tracing::warn!(%payment_id, error = %err, last_error = %dead.error, "retried payment not queued; the sweeper will");
-    }
-    let order = order::Entity::find_by_id(payment.order_id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| AppError::not_found("order"))?;
-    let response = load(&state.db, vec![order])
-        .await?
-        .pop()
-        .ok_or_else(|| AppError::not_found("order"))?;
-    state.events.order_status(&response).await;
-    Ok(response)
+    let task_state = state.clone();
+    let follow_up = tokio::spawn(async move {
+        let order = order::Entity::find_by_id(payment.order_id)
+            .one(&task_state.db)
+            .await?;
+        let response = load(&task_state.db, order.into_iter().collect())
+            .await?
+            .pop()
+            .ok_or_else(|| AppError::not_found("order"))?;
+        task_state.events.order_status(&response).await;
+        let removed = task_state.queue.remove_dead(payment_id).await;
+        let queued = task_state.queue.enqueue(payment_id, clock::now()).await;
+        if let Err(err) = removed.and(queued.map(drop)) {
+            tracing::warn!(%payment_id, error = %err, last_error = %dead.error, "retried payment not queued; the sweeper will");
+        }
+        Ok::<_, AppError>(response)
+    });
+    follow_up
+        .await
+        .map_err(|err| AppError::Internal(err.into()))?
 }
 
 /// Puts an order's reserved units back on the shelf (deleted products included, so the

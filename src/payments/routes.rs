@@ -43,7 +43,10 @@ pub struct QueueView {
     ))]
 async fn queue_view(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<QueueView>> {
     user.require_admin()?;
-    let unavailable = |err: crate::queue::QueueError| AppError::unavailable(err.to_string());
+    let unavailable = |err: crate::queue::QueueError| {
+        tracing::warn!(error = %err, "queue view: queue unavailable");
+        AppError::unavailable("The payment queue is unavailable; try again shortly.")
+    };
     let payments = state.queue.counts().await.map_err(unavailable)?;
     let dead_jobs = state
         .queue

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use entity::{order, payment};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use tokio::task::JoinSet;
@@ -31,6 +31,8 @@ use crate::{
 
 /// How long an idle worker waits before looking at the queue again.
 const POLL: Duration = Duration::from_millis(50);
+/// How many payments the sweeper looks at per query.
+const SWEEP_PAGE: u64 = 1000;
 /// How long shutdown waits for running attempts before leaving them to lease expiry.
 const DRAIN: Duration = Duration::from_secs(20);
 
@@ -41,8 +43,10 @@ fn to_chrono(d: Duration) -> chrono::Duration {
 /// Runs one attempt of a payment, if it is due and nobody else has it.
 pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
     let config = &state.config.payments;
-    let now = clock::now();
     let txn = db::begin_write(&state.db).await?;
+    // Read after the write lock is held, so a long wait for it cannot make a healthy
+    // attempt elsewhere look abandoned.
+    let now = clock::now();
     let started = payment::Entity::update_many()
         .col_expr(
             payment::Column::Status,
@@ -120,8 +124,17 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
         tokio::time::sleep(config.latency).await;
     }
     let method = PaymentMethod::parse(&order.payment_method).unwrap_or(PaymentMethod::DEFAULT);
-    let outcome = simulator::attempt(method, attempt, config.success_rate, rand::random());
-    let policy = config.retry_policy();
+    let outcome = if payment.attempts > payment.max_attempts {
+        // Taken over after its worker died during the last attempt: nothing left to try.
+        AttemptOutcome::Transient("the last attempt was interrupted".into())
+    } else {
+        simulator::attempt(method, attempt, config.success_rate, rand::random())
+    };
+    // The payment's own limit, as clients see it, whatever this process is configured with.
+    let policy = crate::queue::RetryPolicy {
+        max_attempts: u32::try_from(payment.max_attempts).unwrap_or(0),
+        ..config.retry_policy()
+    };
     match outcome {
         AttemptOutcome::Succeeded => {
             if finish(state, &order, &payment, None).await? {
@@ -177,27 +190,23 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
     Ok(())
 }
 
-/// A delivered job that could not start: early (reschedule it) or nothing left to do.
+/// A delivered job that could not start: still waiting (delivered early: put it back for
+/// its due time), running elsewhere (leave it to that worker), or ended (forget it).
 async fn not_started(state: &AppState, payment_id: Uuid) -> AppResult<()> {
     let current = payment::Entity::find_by_id(payment_id)
         .one(&state.db)
         .await?;
-    let early = current.as_ref().and_then(|p| {
-        let waiting = matches!(
-            PaymentStatus::parse(&p.status),
-            Some(PaymentStatus::Pending | PaymentStatus::Retrying)
-        );
-        p.next_attempt_at
-            .filter(|due| waiting && *due > clock::now())
-    });
-    match (current, early) {
-        (_, Some(due)) => {
+    match current
+        .as_ref()
+        .map(|p| (PaymentStatus::parse(&p.status), p.next_attempt_at))
+    {
+        Some((Some(PaymentStatus::Pending | PaymentStatus::Retrying), due)) => {
+            let due = Ord::max(due.unwrap_or_else(clock::now), clock::now());
             if let Err(err) = state.queue.retry(payment_id, due).await {
-                tracing::warn!(%payment_id, error = %err, "could not reschedule an early job");
+                tracing::warn!(%payment_id, error = %err, "could not reschedule an early job; the sweeper will");
             }
         }
-        // Running elsewhere: that worker holds the lease and will ack it.
-        (Some(p), None) if p.status == PaymentStatus::Processing.as_str() => {}
+        Some((Some(PaymentStatus::Processing), _)) => {}
         _ => ack(state, payment_id).await,
     }
     Ok(())
@@ -363,33 +372,43 @@ pub async fn sweep(state: &AppState) -> AppResult<u64> {
     }
     let now = clock::now();
     let overdue = now - to_chrono(config.sweep_interval);
-    let lost = payment::Entity::find()
-        .filter(
-            Condition::any()
-                .add(
-                    Condition::all()
-                        .add(payment::Column::Status.is_in([
-                            PaymentStatus::Pending.as_str(),
-                            PaymentStatus::Retrying.as_str(),
-                        ]))
-                        .add(payment::Column::NextAttemptAt.lte(overdue)),
-                )
-                .add(
-                    Condition::all()
-                        .add(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
-                        .add(payment::Column::UpdatedAt.lt(now - to_chrono(config.lease))),
-                ),
+    let lost = Condition::any()
+        .add(
+            Condition::all()
+                .add(payment::Column::Status.is_in([
+                    PaymentStatus::Pending.as_str(),
+                    PaymentStatus::Retrying.as_str(),
+                ]))
+                .add(payment::Column::NextAttemptAt.lte(overdue)),
         )
-        .limit(1000)
-        .all(&state.db)
-        .await?;
+        .add(
+            Condition::all()
+                .add(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
+                .add(payment::Column::UpdatedAt.lt(now - to_chrono(config.lease))),
+        );
+    // Page through by id, so a backlog larger than a page still gets looked at whole.
+    let mut after: Option<Uuid> = None;
     let mut requeued = 0;
-    for payment in lost {
-        match state.queue.enqueue(payment.id, now).await {
-            Ok(true) => requeued += 1,
-            Ok(false) => {}
-            Err(err) => return Err(AppError::unavailable(err.to_string())),
+    loop {
+        let mut page = payment::Entity::find()
+            .select_only()
+            .column(payment::Column::Id)
+            .filter(lost.clone())
+            .order_by_asc(payment::Column::Id)
+            .limit(SWEEP_PAGE);
+        if let Some(after) = after {
+            page = page.filter(payment::Column::Id.gt(after));
         }
+        let ids: Vec<Uuid> = page.into_tuple().all(&state.db).await?;
+        requeued += state
+            .queue
+            .enqueue_many(&ids, now)
+            .await
+            .map_err(|err| AppError::unavailable(err.to_string()))?;
+        if (ids.len() as u64) < SWEEP_PAGE {
+            break;
+        }
+        after = ids.last().copied();
     }
     if requeued > 0 {
         tracing::info!(

@@ -13,7 +13,7 @@ use crate::{
     app::AppState,
     auth::AuthUser,
     clock,
-    domain::Money,
+    domain::{Money, check_text},
     error::{AppError, AppResult, FieldErrors},
     pagination::{Page, PageRequest},
 };
@@ -50,14 +50,15 @@ pub async fn list(
         .q
         .map(|q| q.trim().to_lowercase())
         .filter(|q| !q.is_empty());
-    if search
-        .as_ref()
-        .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
-    {
-        errors.insert(
-            "q".into(),
-            vec![format!("must be at most {MAX_QUERY_CHARS} characters")],
-        );
+    if let Some(q) = &search {
+        if q.chars().count() > MAX_QUERY_CHARS {
+            errors.insert(
+                "q".into(),
+                vec![format!("must be at most {MAX_QUERY_CHARS} characters")],
+            );
+        } else if let Err(msg) = check_text(q, false) {
+            errors.insert("q".into(), vec![msg]);
+        }
     }
     let Some(page) = page.filter(|_| errors.is_empty()) else {
         return Err(AppError::validation(errors));
@@ -238,15 +239,22 @@ fn validate(input: ProductInput, mut errors: FieldErrors) -> AppResult<Changes> 
     match &name {
         Some(n) if n.is_empty() => fail("name", "must not be empty".into()),
         Some(n) if n.chars().count() > 200 => fail("name", "must be at most 200 characters".into()),
-        _ => {}
+        Some(n) => {
+            if let Err(msg) = check_text(n, false) {
+                fail("name", msg);
+            }
+        }
+        None => {}
     }
     let description = input
         .description
         .map(|d| d.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()));
-    if let Some(Some(d)) = &description
-        && d.chars().count() > 2000
-    {
-        fail("description", "must be at most 2000 characters".into());
+    if let Some(Some(d)) = &description {
+        if d.chars().count() > 2000 {
+            fail("description", "must be at most 2000 characters".into());
+        } else if let Err(msg) = check_text(d, true) {
+            fail("description", msg);
+        }
     }
     let price = match input.price.map(|p| Money::parse(&p.0)) {
         None => None,

@@ -50,6 +50,15 @@ impl MemoryQueue {
     }
 }
 
+/// Takes a job out of every live place (leased, delayed); ready copies are skipped later.
+fn forget(s: &mut State, id: Uuid) {
+    s.processing.remove(&id);
+    if let Some(due) = s.delayed_at.remove(&id) {
+        s.delayed.remove(&(due, id));
+    }
+    s.queued.remove(&id);
+}
+
 #[async_trait]
 impl JobQueue for MemoryQueue {
     async fn enqueue(&self, id: Uuid, due: DateTime<Utc>) -> Result<bool, QueueError> {
@@ -67,6 +76,14 @@ impl JobQueue for MemoryQueue {
         drop(s);
         self.work.notify_waiters();
         Ok(true)
+    }
+
+    async fn enqueue_many(&self, ids: &[Uuid], due: DateTime<Utc>) -> Result<u64, QueueError> {
+        let mut added = 0;
+        for id in ids {
+            added += u64::from(self.enqueue(*id, due).await?);
+        }
+        Ok(added)
     }
 
     async fn reserve(&self, max: usize, lease: Duration) -> Result<Vec<Uuid>, QueueError> {
@@ -92,8 +109,7 @@ impl JobQueue for MemoryQueue {
 
     async fn ack(&self, id: Uuid) -> Result<(), QueueError> {
         let mut s = self.lock();
-        s.processing.remove(&id);
-        s.queued.remove(&id);
+        forget(&mut s, id);
         Ok(())
     }
 
@@ -114,8 +130,7 @@ impl JobQueue for MemoryQueue {
 
     async fn bury(&self, id: Uuid, error: &str) -> Result<(), QueueError> {
         let mut s = self.lock();
-        s.processing.remove(&id);
-        s.queued.remove(&id);
+        forget(&mut s, id);
         s.dead.retain(|job| job.id != id);
         s.dead.push_front(DeadJob {
             id,

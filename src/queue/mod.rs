@@ -57,6 +57,9 @@ pub trait JobQueue: Send + Sync {
     /// already ready, delayed or leased is left as it is, so enqueueing twice is harmless.
     async fn enqueue(&self, id: Uuid, due: DateTime<Utc>) -> Result<bool, QueueError>;
 
+    /// [`enqueue`](Self::enqueue) for many jobs at once; returns how many were added.
+    async fn enqueue_many(&self, ids: &[Uuid], due: DateTime<Utc>) -> Result<u64, QueueError>;
+
     /// Leases up to `max` ready jobs until `lease` from now, first moving due delayed jobs
     /// to ready.
     async fn reserve(&self, max: usize, lease: Duration) -> Result<Vec<Uuid>, QueueError>;
@@ -89,6 +92,8 @@ pub trait JobQueue: Send + Sync {
     async fn ping(&self) -> Result<(), QueueError>;
 }
 
+/// A due time in whole milliseconds, rounded up, so a job never becomes ready before the
+/// (microsecond) time the database holds for it.
 pub(crate) fn millis(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
+    at.timestamp_micros().div_euclid(1000) + i64::from(at.timestamp_micros().rem_euclid(1000) != 0)
 }

@@ -34,6 +34,21 @@ end
 return 1
 "#;
 
+const ENQUEUE_MANY: &str = r#"
+local added = 0
+for i = 3, #ARGV do
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    added = added + 1
+    if tonumber(ARGV[1]) <= tonumber(ARGV[2]) then
+      redis.call('LPUSH', KEYS[2], ARGV[i])
+    else
+      redis.call('ZADD', KEYS[3], ARGV[1], ARGV[i])
+    end
+  end
+end
+return added
+"#;
+
 const RESERVE: &str = r#"
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
@@ -50,6 +65,7 @@ return ids
 
 const ACK: &str = r#"
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 return 1
 "#;
@@ -63,6 +79,7 @@ return 1
 
 const BURY: &str = r#"
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('LREM', KEYS[3], 0, ARGV[1])
 redis.call('LPUSH', KEYS[3], ARGV[1])
@@ -96,6 +113,7 @@ struct Keys {
 
 struct Scripts {
     enqueue: Script,
+    enqueue_many: Script,
     reserve: Script,
     ack: Script,
     retry: Script,
@@ -132,6 +150,7 @@ impl RedisQueue {
             },
             scripts: Arc::new(Scripts {
                 enqueue: Script::from_lua(ENQUEUE),
+                enqueue_many: Script::from_lua(ENQUEUE_MANY),
                 reserve: Script::from_lua(RESERVE),
                 ack: Script::from_lua(ACK),
                 retry: Script::from_lua(RETRY),
@@ -176,6 +195,27 @@ impl JobQueue for RedisQueue {
         Ok(added == 1)
     }
 
+    async fn enqueue_many(&self, ids: &[Uuid], due: DateTime<Utc>) -> Result<u64, QueueError> {
+        let k = &self.keys;
+        let mut added = 0;
+        for chunk in ids.chunks(500) {
+            let mut args = vec![millis(due).to_string(), millis(clock::now()).to_string()];
+            args.extend(chunk.iter().map(Uuid::to_string));
+            let n: i64 = self
+                .run(
+                    &self.scripts.enqueue_many,
+                    vec![&k.queued, &k.ready, &k.delayed],
+                    args,
+                )
+                .await?;
+            added += n.max(0) as u64;
+        }
+        if added > 0 {
+            self.work.notify_waiters();
+        }
+        Ok(added)
+    }
+
     async fn reserve(&self, max: usize, lease: Duration) -> Result<Vec<Uuid>, QueueError> {
         if max == 0 {
             return Ok(Vec::new());
@@ -203,7 +243,7 @@ impl JobQueue for RedisQueue {
         let k = &self.keys;
         self.run::<i64>(
             &self.scripts.ack,
-            vec![&k.processing, &k.queued],
+            vec![&k.processing, &k.queued, &k.delayed],
             vec![id.to_string()],
         )
         .await
@@ -232,7 +272,7 @@ impl JobQueue for RedisQueue {
         .map_err(|e| QueueError(e.to_string()))?;
         self.run::<i64>(
             &self.scripts.bury,
-            vec![&k.processing, &k.queued, &k.dead, &k.dead_info],
+            vec![&k.processing, &k.queued, &k.dead, &k.dead_info, &k.delayed],
             vec![id.to_string(), info],
         )
         .await
@@ -241,17 +281,25 @@ impl JobQueue for RedisQueue {
 
     async fn requeue_expired(&self) -> Result<u64, QueueError> {
         let k = &self.keys;
-        let moved: i64 = self
-            .run(
-                &self.scripts.requeue_expired,
-                vec![&k.processing, &k.ready],
-                vec![millis(clock::now()).to_string()],
-            )
-            .await?;
-        if moved > 0 {
+        let mut total = 0;
+        // The script moves at most 1000 at a time.
+        loop {
+            let moved: i64 = self
+                .run(
+                    &self.scripts.requeue_expired,
+                    vec![&k.processing, &k.ready],
+                    vec![millis(clock::now()).to_string()],
+                )
+                .await?;
+            total += moved.max(0) as u64;
+            if moved < 1000 {
+                break;
+            }
+        }
+        if total > 0 {
             self.work.notify_waiters();
         }
-        Ok(moved.max(0) as u64)
+        Ok(total)
     }
 
     async fn remove_dead(&self, id: Uuid) -> Result<bool, QueueError> {

@@ -68,6 +68,15 @@ async fn register_validates_every_field(app: TestApp) {
     assert_eq!(body["errors"]["email"][0], "is required");
     assert_eq!(body["errors"]["password"][0], "is required");
 
+    let answer = app
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": "nul@example.com", "password": PASSWORD, "name": "a\u{0}"}),
+        )
+        .await;
+    assert!(answer.expect_problem(422, "validation_failed")["errors"]["name"].is_array());
+
     // Wrong JSON types are malformed requests.
     app.post(
         "/auth/register",

@@ -87,6 +87,9 @@ async fn catalog_rejects_bad_paging_with_field_errors(app: TestApp) {
     for field in ["take", "skip", "orderBy", "order"] {
         assert!(errors[field].is_array(), "no error for {field}: {errors}");
     }
+    app.get("/products?q=%00", None)
+        .await
+        .expect_problem(422, "validation_failed");
     app.get("/products?take=101", None)
         .await
         .expect_problem(422, "validation_failed");
@@ -223,6 +226,11 @@ async fn product_input_is_validated_and_changes_nothing(app: TestApp) {
         (
             json!({"name": "A".repeat(201), "price": 1, "stock": 1}),
             "name",
+        ),
+        (json!({"name": "A\u{0}B", "price": 1, "stock": 1}), "name"),
+        (
+            json!({"name": "A", "description": "x\u{0}", "price": 1, "stock": 1}),
+            "description",
         ),
         (json!({"price": 1, "stock": 1}), "name"),
         (json!({"name": "A", "stock": 1}), "price"),
