@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shop-target}"
-cargo build --release --quiet -p shop -p seed --example payments_bench
+cargo build --release --quiet --workspace --bins --example payments_bench
 
 db="shop_bench_$$"
 admin_url="${BENCH_DATABASE_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

@@ -6,10 +6,24 @@
 use std::{future::Future, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::{Router, extract::DefaultBodyLimit};
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{Next, from_fn, from_fn_with_state},
+    response::Response,
+    routing::get,
+};
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use tokio::net::TcpListener;
-use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::{Level, Span};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
@@ -18,15 +32,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::{self, JwtKeys, PasswordHasher},
+    cache::{Cache, MemoryCache, RedisCache},
     config::{Config, DatabaseConfig, Secret},
     db,
-    error::{method_not_allowed, panic_response, route_not_found},
-    health, idempotency,
+    error::{method_not_allowed, panic_response, problem_response, route_not_found},
+    health, idempotency, metrics,
     openapi::ApiDoc,
     orders,
     payments::{self, worker},
     products,
     queue::{JobQueue, MemoryQueue, RedisQueue},
+    rate_limit::{self, ClientIp, LoginAttempts, MemoryLoginAttempts, RedisLoginAttempts},
     realtime::{EventBus, Realtime},
     redis_client, seed,
 };
@@ -45,6 +61,10 @@ pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     /// Where status changes are published (Socket.IO).
     pub events: Arc<dyn EventBus>,
+    /// The catalog read cache: Redis with `REDIS_URL`, else in this process.
+    pub cache: Arc<dyn Cache>,
+    /// Failed logins per account: Redis with `REDIS_URL`, else in this process.
+    pub logins: Arc<dyn LoginAttempts>,
 }
 
 impl AppState {
@@ -58,16 +78,31 @@ impl AppState {
         let passwords = tokio::task::spawn_blocking(move || PasswordHasher::new(cost))
             .await
             .context("password hasher set-up failed")??;
-        let (queue, realtime): (Arc<dyn JobQueue>, Realtime) = match &config.redis_url {
+        let prefix = &config.redis_key_prefix;
+        let (queue, cache, logins, realtime): (
+            Arc<dyn JobQueue>,
+            Arc<dyn Cache>,
+            Arc<dyn LoginAttempts>,
+            Realtime,
+        ) = match &config.redis_url {
             Some(url) => {
                 let pool = redis_client::connect(url, config.redis_pool_size).await?;
-                let queue = RedisQueue::new(pool, &config.redis_key_prefix, "payments");
-                let realtime = Realtime::redis(jwt.clone(), url, &config.redis_key_prefix)
+                let realtime = Realtime::redis(jwt.clone(), url, prefix)
                     .await
                     .context("cannot start the Socket.IO Redis adapter")?;
-                (Arc::new(queue), realtime)
+                (
+                    Arc::new(RedisQueue::new(pool.clone(), prefix, "payments")),
+                    Arc::new(RedisCache::new(pool.clone(), prefix, config.cache_ttl)),
+                    Arc::new(RedisLoginAttempts::new(pool, prefix, config.lockout)),
+                    realtime,
+                )
             }
-            None => (Arc::new(MemoryQueue::new()), Realtime::local(jwt.clone())),
+            None => (
+                Arc::new(MemoryQueue::new()),
+                Arc::new(MemoryCache::new(config.cache_ttl)),
+                Arc::new(MemoryLoginAttempts::new(config.lockout)),
+                Realtime::local(jwt.clone()),
+            ),
         };
         let state = Self {
             db,
@@ -76,6 +111,8 @@ impl AppState {
             passwords: Arc::new(passwords),
             queue,
             events: realtime.events.clone(),
+            cache,
+            logins,
         };
         Ok((state, realtime))
     }
@@ -160,21 +197,123 @@ pub fn spawn_workers(
 
 /// Every route, the docs and the middleware stack.
 pub fn router(state: AppState) -> Router {
-    let (routes, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(auth::routes::router())
+    let config = state.config.clone();
+    let clients = ClientIp::new(config.trusted_proxies.clone());
+    let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::routes::router(config.login_rate, &clients))
         .merge(products::routes::router())
         .merge(orders::routes::router())
-        .merge(payments::routes::router())
+        .merge(payments::routes::router());
+    // Health, readiness and metrics are never rate limited.
+    let (routes, spec) = rate_limit::limit(api, config.api_rate, &clients)
         .merge(health::router())
         .split_for_parts();
-    routes
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+    let routes = routes
+        .route("/metrics", get(metrics::render))
+        // JSON answers never need to load anything.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ));
+    let app = routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(from_fn_with_state(config.request_timeout, deadline))
+        .layer(from_fn(metrics::track))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    let app = match cors(&config.cors_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.with_state(state)
+}
+
+/// The span of a request: every log line inside carries its id. Only the path is
+/// recorded: a query may hold a token (`/socket.io/?token=`).
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id,
+    )
+}
+
+/// Answers 503 `request_timeout` when a request takes longer than `REQUEST_TIMEOUT`.
+async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => problem_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            format!("The request took longer than {} s.", limit.as_secs_f64()),
+            None,
+            None,
+        ),
+    }
+}
+
+/// CORS for the configured origins (`*`: any), or none.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("idempotent-replayed"),
+                HeaderName::from_static("ratelimit-limit"),
+                HeaderName::from_static("ratelimit-remaining"),
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
 }
 
 /// The configured secret, or on the embedded default one kept next to the database

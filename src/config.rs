@@ -68,6 +68,19 @@ pub struct Config {
     pub redis_key_prefix: String,
     pub redis_pool_size: usize,
     pub log_format: LogFormat,
+    /// The per-address limit on the whole API; `None` when off.
+    pub api_rate: Option<crate::rate_limit::Rate>,
+    /// The per-address limit on `POST /auth/login`; `None` when off.
+    pub login_rate: Option<crate::rate_limit::Rate>,
+    /// Proxies allowed to say who the client is in `X-Forwarded-For`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub lockout: crate::rate_limit::Lockout,
+    /// How long a cached catalog read may be served.
+    pub cache_ttl: Duration,
+    /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// The longest a request may take before it is answered 503.
+    pub request_timeout: Duration,
 }
 
 impl PaymentConfig {
@@ -206,6 +219,34 @@ impl Config {
             }
         });
         let redis_pool_size = parse("REDIS_POOL_SIZE", "8", &number(1..=256));
+        let rate_per_second = parse("RATE_LIMIT_PER_SECOND", "100", &number(0..=1_000_000));
+        let rate_burst = parse("RATE_LIMIT_BURST", "200", &number(1..=1_000_000));
+        let login_per_minute = parse("LOGIN_RATE_LIMIT_PER_MINUTE", "5", &number(0..=1_000_000));
+        let login_burst = parse("LOGIN_RATE_LIMIT_BURST", "5", &number(1..=1_000_000));
+        let trusted_proxies = parse("TRUSTED_PROXIES", "", &|raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .try_for_each(|p| parse_net(p).map(drop))
+        });
+        let lockout_threshold = parse("LOGIN_LOCKOUT_THRESHOLD", "10", &number(1..=1000));
+        let lockout_window = parse("LOGIN_LOCKOUT_WINDOW", "15m", &within(DAY));
+        let cache_ttl = parse("CACHE_TTL", "10s", &within(HOUR));
+        let cors_origins = parse("CORS_ORIGINS", "", &|raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .try_for_each(|o| {
+                    if o == "*" || o.starts_with("http://") || o.starts_with("https://") {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{o:?} is not an origin such as https://shop.example"
+                        ))
+                    }
+                })
+        });
+        let request_timeout = parse("REQUEST_TIMEOUT", "30s", &within(HOUR));
         let currency = parse("CURRENCY", "USD", &|raw| {
             if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
                 Ok(())
@@ -330,6 +371,42 @@ impl Config {
                     .and_then(|v| parse_duration(&v).ok())
                     .unwrap_or_default(),
             },
+            api_rate: rate(
+                num(rate_per_second),
+                Duration::from_secs(1),
+                num(rate_burst),
+            ),
+            login_rate: rate(
+                num(login_per_minute),
+                Duration::from_secs(60),
+                num(login_burst),
+            ),
+            trusted_proxies: trusted_proxies
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| parse_net(p).ok())
+                .collect(),
+            lockout: crate::rate_limit::Lockout {
+                threshold: num(lockout_threshold) as u32,
+                window: lockout_window
+                    .and_then(|v| parse_duration(&v).ok())
+                    .unwrap_or_default(),
+            },
+            cache_ttl: cache_ttl
+                .and_then(|v| parse_duration(&v).ok())
+                .unwrap_or_default(),
+            cors_origins: cors_origins
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            request_timeout: request_timeout
+                .and_then(|v| parse_duration(&v).ok())
+                .unwrap_or_default(),
             redis_key_prefix: redis_key_prefix.unwrap_or_default(),
             redis_pool_size: num(redis_pool_size) as usize,
             log_format: if log_format.as_deref() == Some("json") {
@@ -339,6 +416,21 @@ impl Config {
             },
         })
     }
+}
+
+/// `per` requests per `period`, `burst` at once; `None` when `per` is 0 (off).
+fn rate(per: u64, period: Duration, burst: u64) -> Option<crate::rate_limit::Rate> {
+    (per > 0).then(|| crate::rate_limit::Rate {
+        interval: (period / u32::try_from(per).unwrap_or(u32::MAX)).max(Duration::from_nanos(1)),
+        burst: u32::try_from(burst).unwrap_or(u32::MAX),
+    })
+}
+
+/// An address (`10.0.0.1`) or a network (`10.0.0.0/8`).
+fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
+    raw.parse::<ipnet::IpNet>()
+        .or_else(|_| raw.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{raw:?} is not an IP address or network such as 10.0.0.0/8"))
 }
 
 /// Parses `3600`, `90s`, `15m`, `1h` or `7d` into a positive duration.
@@ -438,6 +530,21 @@ mod tests {
         let err = config(&[("PAYMENT_LATENCY_MS", "20000"), ("QUEUE_LEASE", "30s")]).unwrap_err();
         assert!(err.to_string().contains("QUEUE_LEASE"), "{err}");
         assert!(config(&[("PAYMENT_LATENCY_MS", "500"), ("QUEUE_LEASE", "30s")]).is_ok());
+    }
+
+    #[test]
+    fn reads_rate_limits_and_proxies() {
+        let c = config(&[
+            ("RATE_LIMIT_PER_SECOND", "0"),
+            ("LOGIN_RATE_LIMIT_PER_MINUTE", "6"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+        ])
+        .unwrap();
+        assert_eq!(c.api_rate, None);
+        assert_eq!(c.login_rate.unwrap().interval, Duration::from_secs(10));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(config(&[("TRUSTED_PROXIES", "proxy.local")]).is_err());
+        assert!(config(&[("CORS_ORIGINS", "shop.example")]).is_err());
     }
 
     #[test]

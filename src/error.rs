@@ -64,6 +64,26 @@ impl AppError {
         }
     }
 
+    /// Tells the client when to try again (`Retry-After`, seconds).
+    pub fn with_retry_after(self, seconds: u64) -> Self {
+        match self {
+            Self::Problem {
+                status,
+                code,
+                detail,
+                errors,
+                ..
+            } => Self::Problem {
+                status,
+                code,
+                detail,
+                errors,
+                retry_after: Some(seconds),
+            },
+            other => other,
+        }
+    }
+
     /// 422 `validation_failed` with the messages of each invalid field.
     pub fn validation(errors: FieldErrors) -> Self {
         Self::new(

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -14,12 +15,14 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod metrics;
 pub mod openapi;
 pub mod orders;
 pub mod pagination;
 pub mod payments;
 pub mod products;
 pub mod queue;
+pub mod rate_limit;
 pub mod realtime;
 pub mod redis_client;
 pub mod seed;

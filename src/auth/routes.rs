@@ -12,12 +12,19 @@ use crate::{
     app::AppState,
     error::{AppResult, Problem},
     extract::Json,
+    rate_limit::{self, ClientIp, Rate},
 };
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// The `/auth` routes; `POST /auth/login` limited to `login_rate` per client address.
+pub fn router(login_rate: Option<Rate>, clients: &ClientIp) -> OpenApiRouter<AppState> {
+    let login = rate_limit::limit(
+        OpenApiRouter::new().routes(routes!(login)),
+        login_rate,
+        clients,
+    );
     OpenApiRouter::new()
         .routes(routes!(register))
-        .routes(routes!(login))
+        .merge(login)
         .routes(routes!(me))
 }
 
@@ -45,7 +52,7 @@ async fn register(
     responses(
         (status = 200, body = AuthResponse),
         (status = 401, description = "Unknown email or wrong password (`invalid_credentials`)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts from this address (`rate_limited`) or on this account (`account_locked`); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn login(
     State(state): State<AppState>,

@@ -104,27 +104,52 @@ pub async fn login(state: &AppState, request: LoginRequest) -> AppResult<AuthRes
     let (Some(raw_email), Some(password)) = (request.email, request.password) else {
         return Err(AppError::validation(errors));
     };
-    let user = match Email::parse(&raw_email) {
-        Ok(email) => {
+    let email = Email::parse(&raw_email).ok();
+    // Failures are counted per account, known or not, so the lockout tells nothing either.
+    let account = email.as_ref().map_or_else(
+        || raw_email.trim().to_lowercase(),
+        |e| e.as_str().to_owned(),
+    );
+    if let Some(left) = state.logins.locked_for(&account).await {
+        return Err(locked(left));
+    }
+    let user = match &email {
+        Some(email) => {
             user::Entity::find()
                 .filter(user::Column::Email.eq(email.as_str()))
                 .one(&state.db)
                 .await?
         }
-        Err(_) => None,
+        None => None,
     };
     let verified = state
         .passwords
         .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
     match user {
-        Some(user) if verified => session(state, user),
-        _ => Err(AppError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "Invalid email or password.",
-        )),
+        Some(user) if verified => {
+            state.logins.succeeded(&account).await;
+            session(state, user)
+        }
+        _ => match state.logins.failed(&account).await {
+            Some(left) => Err(locked(left)),
+            None => Err(AppError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid email or password.",
+            )),
+        },
     }
+}
+
+fn locked(left: std::time::Duration) -> AppError {
+    let seconds = left.as_secs().max(1);
+    AppError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "account_locked",
+        format!("Too many failed sign-ins for this account; try again in {seconds} s."),
+    )
+    .with_retry_after(seconds)
 }
 
 /// The caller's account; a token whose account is gone is a 401.

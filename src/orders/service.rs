@@ -81,6 +81,7 @@ pub async fn place(
     // hanging up cannot cut it short.
     let (task_state, order) = (state.clone(), response.clone());
     let follow_up = tokio::spawn(async move {
+        task_state.cache.bump().await;
         task_state.events.order_status(&order).await;
         if let Err(err) = task_state.queue.enqueue(payment_id, clock::now()).await {
             tracing::warn!(order_id = %order.id, error = %err, "could not queue the payment; the sweeper will");
@@ -512,6 +513,8 @@ pub async fn cancel(state: &AppState, caller: &AuthUser, id: Uuid) -> AppResult<
     // announcement short.
     let task_state = state.clone();
     let follow_up = tokio::spawn(async move {
+        task_state.cache.bump().await;
+        crate::metrics::payment_finished("cancelled");
         let order = order::Entity::find_by_id(id).one(&task_state.db).await?;
         let cancelled = load(&task_state.db, order.into_iter().collect())
             .await?
@@ -619,6 +622,7 @@ pub async fn retry_failed_payment(state: &AppState, payment_id: Uuid) -> AppResu
     txn.commit().await?;
     let task_state = state.clone();
     let follow_up = tokio::spawn(async move {
+        task_state.cache.bump().await;
         let order = order::Entity::find_by_id(payment.order_id)
             .one(&task_state.db)
             .await?;
@@ -712,6 +716,41 @@ pub async fn load<C: ConnectionTrait>(
             Ok(assemble(order, items, payment, &names))
         })
         .collect()
+}
+
+/// An order's lines and their products' names, for building its view without a re-read.
+pub struct OrderLines {
+    items: Vec<order_item::Model>,
+    names: HashMap<Uuid, String>,
+}
+
+impl OrderLines {
+    /// Loads the lines of `order_id` (two queries).
+    pub async fn load<C: ConnectionTrait>(db: &C, order_id: Uuid) -> AppResult<Self> {
+        let items = order_item::Entity::find()
+            .filter(order_item::Column::OrderId.eq(order_id))
+            .order_by_asc(order_item::Column::Id)
+            .all(db)
+            .await?;
+        let names = product::Entity::find()
+            .filter(product::Column::Id.is_in(items.iter().map(|i| i.product_id)))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.name))
+            .collect();
+        Ok(Self { items, names })
+    }
+
+    /// The order as `GET /orders/{id}` would show it with these rows.
+    pub fn view(&self, order: &order::Model, payment: &payment::Model) -> OrderResponse {
+        assemble(
+            order.clone(),
+            self.items.clone(),
+            payment.clone(),
+            &self.names,
+        )
+    }
 }
 
 fn assemble(

@@ -26,7 +26,7 @@ use crate::{
     clock, db,
     domain::Money,
     error::{AppError, AppResult},
-    orders::{OrderStatus, service as orders},
+    orders::{OrderStatus, service as orders, service::OrderLines},
 };
 
 /// How long an idle worker waits before looking at the queue again.
@@ -89,25 +89,35 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
         txn.rollback().await?;
         return not_started(state, payment_id).await;
     };
-    let order = order::Entity::find_by_id(payment.order_id)
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("payment {payment_id} has no order")))?;
-    let order_moved = order::Entity::update_many()
+    // The order shows PROCESSING from the first attempt on (re-stamped on later ones).
+    let order = order::Entity::update_many()
         .col_expr(
             order::Column::Status,
             Expr::value(OrderStatus::Processing.as_str()),
         )
         .col_expr(order::Column::UpdatedAt, Expr::value(now))
-        .filter(order::Column::Id.eq(order.id))
-        .filter(order::Column::Status.eq(OrderStatus::Pending.as_str()))
-        .exec(&txn)
+        .filter(order::Column::Id.eq(payment.order_id))
+        .filter(order::Column::Status.is_in([
+            OrderStatus::Pending.as_str(),
+            OrderStatus::Processing.as_str(),
+        ]))
+        .exec_with_returning(&txn)
         .await?
-        .rows_affected
-        == 1;
+        .into_iter()
+        .next();
+    let Some(order) = order else {
+        // Cannot happen (a cancel ends the payment in the same transaction); be safe.
+        txn.rollback().await?;
+        ack(state, payment_id).await;
+        return Ok(());
+    };
     txn.commit().await?;
-    if order_moved {
-        orders::publish(state, order.id).await;
+    let lines = OrderLines::load(&state.db, order.id).await?;
+    if payment.attempts == 1 {
+        state
+            .events
+            .order_status(&lines.view(&order, &payment))
+            .await;
     }
     let attempt = u32::try_from(payment.attempts).unwrap_or(u32::MAX);
     publish_payment(
@@ -135,14 +145,19 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
         max_attempts: u32::try_from(payment.max_attempts).unwrap_or(0),
         ..config.retry_policy()
     };
+    crate::metrics::payment_attempt(match &outcome {
+        AttemptOutcome::Succeeded => "succeeded",
+        AttemptOutcome::Declined(_) => "declined",
+        AttemptOutcome::Transient(_) => "transient",
+    });
     match outcome {
         AttemptOutcome::Succeeded => {
-            if finish(state, &order, &payment, None).await? {
+            if finish(state, (&order, &lines), &payment, None).await? {
                 ack(state, payment_id).await;
             }
         }
         AttemptOutcome::Declined(error) => {
-            if finish(state, &order, &payment, Some(&error)).await? {
+            if finish(state, (&order, &lines), &payment, Some(&error)).await? {
                 ack(state, payment_id).await;
             }
         }
@@ -180,7 +195,7 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
             }
         }
         AttemptOutcome::Transient(error) => {
-            if finish(state, &order, &payment, Some(&error)).await?
+            if finish(state, (&order, &lines), &payment, Some(&error)).await?
                 && let Err(err) = state.queue.bury(payment_id, &error).await
             {
                 tracing::warn!(%payment_id, error = %err, "could not move a job to the dead list");
@@ -217,7 +232,7 @@ async fn not_started(state: &AppState, payment_id: Uuid) -> AppResult<()> {
 /// owns the payment (another worker took it over), in which case nothing changed.
 async fn finish(
     state: &AppState,
-    order: &order::Model,
+    (order, lines): (&order::Model, &OrderLines),
     payment: &payment::Model,
     error: Option<&str>,
 ) -> AppResult<bool> {
@@ -262,7 +277,30 @@ async fn finish(
         orders::restore_stock(&txn, order.id, now).await?;
     }
     txn.commit().await?;
-    orders::publish(state, order.id).await;
+    if error.is_some() {
+        state.cache.bump().await;
+    }
+    crate::metrics::payment_finished(if error.is_some() {
+        "failed"
+    } else {
+        "succeeded"
+    });
+    let ended_order = order::Model {
+        status: order_status.as_str().to_owned(),
+        updated_at: now,
+        ..order.clone()
+    };
+    let ended_payment = payment::Model {
+        status: payment_status.as_str().to_owned(),
+        last_error: error.map(str::to_owned),
+        next_attempt_at: None,
+        updated_at: now,
+        ..payment.clone()
+    };
+    state
+        .events
+        .order_status(&lines.view(&ended_order, &ended_payment))
+        .await;
     publish_payment(state, order, payment, payment_status, None, error).await;
     Ok(true)
 }

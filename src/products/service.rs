@@ -21,12 +21,13 @@ use crate::{
 const MAX_STOCK: i64 = 1_000_000_000;
 const MAX_QUERY_CHARS: usize = 100;
 
-/// A page of the catalog. Soft-deleted products only appear for admins who ask.
+/// A page of the catalog as JSON. Soft-deleted products only appear for admins who ask;
+/// everything else is served from the cache when it can be.
 pub async fn list(
     state: &AppState,
     caller: Option<&AuthUser>,
     query: ProductListQuery,
-) -> AppResult<Page<ProductResponse>> {
+) -> AppResult<String> {
     let mut errors = FieldErrors::new();
     let page = PageRequest::<ProductSort>::parse(
         query.skip.as_deref(),
@@ -74,6 +75,24 @@ pub async fn list(
         }
     }
 
+    let key = format!(
+        "list:{}:{}:{:?}:{}:{:?}",
+        page.skip, page.take, page.order_by, page.descending, search
+    );
+    let cache = (!include_deleted).then_some(key);
+    cached(state, cache, || async {
+        let page = read_page(state, &page, include_deleted, search).await?;
+        to_json(&page)
+    })
+    .await
+}
+
+async fn read_page(
+    state: &AppState,
+    page: &PageRequest<ProductSort>,
+    include_deleted: bool,
+    search: Option<String>,
+) -> AppResult<Page<ProductResponse>> {
     let mut select = product::Entity::find();
     if !include_deleted {
         select = select.filter(product::Column::DeletedAt.is_null());
@@ -112,21 +131,49 @@ pub async fn list(
         .into_iter()
         .map(|p| ProductResponse::new(p, &state.config.currency))
         .collect();
-    Ok(Page::new(items, &page, total))
+    Ok(Page::new(items, page, total))
 }
 
-/// One product; soft-deleted ones are visible to admins only.
-pub async fn get(
-    state: &AppState,
-    caller: Option<&AuthUser>,
-    id: Uuid,
-) -> AppResult<ProductResponse> {
-    let product = product::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .filter(|p| p.deleted_at.is_none() || caller.is_some_and(AuthUser::is_admin))
-        .ok_or_else(|| AppError::not_found("product"))?;
-    Ok(ProductResponse::new(product, &state.config.currency))
+/// One product as JSON; soft-deleted ones are visible to admins only. Served from the
+/// cache when it can be (admins always read the database).
+pub async fn get(state: &AppState, caller: Option<&AuthUser>, id: Uuid) -> AppResult<String> {
+    let admin = caller.is_some_and(AuthUser::is_admin);
+    let cache = (!admin).then(|| format!("item:{id}"));
+    cached(state, cache, || async {
+        let product = product::Entity::find_by_id(id)
+            .one(&state.db)
+            .await?
+            .filter(|p| p.deleted_at.is_none() || admin)
+            .ok_or_else(|| AppError::not_found("product"))?;
+        to_json(&ProductResponse::new(product, &state.config.currency))
+    })
+    .await
+}
+
+/// Serves `key` from the cache under the catalog's current version, or computes, stores
+/// and serves it. `None` (or a cache that is down) reads through.
+async fn cached<F, Fut>(state: &AppState, key: Option<String>, compute: F) -> AppResult<String>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = AppResult<String>>,
+{
+    let Some(key) = key else {
+        return compute().await;
+    };
+    let Some(version) = state.cache.version().await else {
+        return compute().await;
+    };
+    let key = format!("catalog:v{version}:{key}");
+    if let Some(hit) = state.cache.get(&key).await {
+        return Ok(hit);
+    }
+    let json = compute().await?;
+    state.cache.set(&key, &json).await;
+    Ok(json)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> AppResult<String> {
+    serde_json::to_string(value).map_err(|err| AppError::Internal(err.into()))
 }
 
 /// Adds a product to the catalog.
@@ -154,6 +201,7 @@ pub async fn create(state: &AppState, input: ProductInput) -> AppResult<ProductR
         deleted_at: Set(None),
     };
     let product = model.insert(&state.db).await?;
+    state.cache.bump().await;
     Ok(ProductResponse::new(product, &state.config.currency))
 }
 
@@ -196,6 +244,7 @@ pub async fn update(state: &AppState, id: Uuid, input: ProductInput) -> AppResul
         .into_iter()
         .next()
         .ok_or_else(|| AppError::not_found("product"))?;
+    state.cache.bump().await;
     Ok(ProductResponse::new(product, &state.config.currency))
 }
 
@@ -213,6 +262,7 @@ pub async fn delete(state: &AppState, id: Uuid) -> AppResult<ProductResponse> {
     model.deleted_at = Set(Some(now));
     model.updated_at = Set(now);
     let product = model.update(&state.db).await?;
+    state.cache.bump().await;
     Ok(ProductResponse::new(product, &state.config.currency))
 }
 

@@ -187,6 +187,9 @@ impl TestApp {
             ("PAYMENT_BACKOFF_MAX_MS".into(), "40".into()),
             ("SWEEP_INTERVAL".into(), "200ms".into()),
             ("QUEUE_LEASE".into(), "5s".into()),
+            // Every test talks from 127.0.0.1: limits are tested where a test sets them.
+            ("RATE_LIMIT_PER_SECOND".into(), "0".into()),
+            ("LOGIN_RATE_LIMIT_PER_MINUTE".into(), "0".into()),
         ]);
         let mut dir = None;
         let mut pg_database = None;

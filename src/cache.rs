@@ -1,0 +1,132 @@
+//! The read cache of the catalog: `GET /products` pages and `GET /products/{id}` as served
+//! to the public, in Redis when configured (shared by every instance) or in this process.
+//!
+//! Entries are keyed under a catalog version. Every write that changes what they show
+//! (product writes, and stock moved by orders, cancellations and failed payments) bumps
+//! the version after it commits, so the next read misses and recomputes: a read that
+//! follows a write never sees what was there before it. Entries of old versions simply
+//! expire (`CACHE_TTL`). If the cache's backend is down, reads go to the database.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use fred::{clients::Pool, interfaces::KeysInterface, types::Expiration};
+
+/// A string cache with one version counter for the catalog.
+#[async_trait]
+pub trait Cache: Send + Sync {
+    /// The catalog's version; `None` when the cache cannot be used now.
+    async fn version(&self) -> Option<u64>;
+    /// Invalidates every entry of the catalog.
+    async fn bump(&self);
+    async fn get(&self, key: &str) -> Option<String>;
+    async fn set(&self, key: &str, value: &str);
+}
+
+/// The cache in this process.
+pub struct MemoryCache {
+    version: AtomicU64,
+    entries: moka::sync::Cache<String, String>,
+}
+
+impl MemoryCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            version: AtomicU64::new(0),
+            entries: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn version(&self) -> Option<u64> {
+        Some(self.version.load(Ordering::Acquire))
+    }
+
+    async fn bump(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    async fn get(&self, key: &str) -> Option<String> {
+        self.entries.get(key)
+    }
+
+    async fn set(&self, key: &str, value: &str) {
+        self.entries.insert(key.to_owned(), value.to_owned());
+    }
+}
+
+/// The cache in Redis.
+pub struct RedisCache {
+    pool: Pool,
+    prefix: String,
+    version_key: String,
+    ttl: Duration,
+}
+
+impl RedisCache {
+    pub fn new(pool: Pool, prefix: &str, ttl: Duration) -> Self {
+        Self {
+            pool,
+            prefix: format!("{prefix}:cache:"),
+            version_key: format!("{prefix}:cache:catalog-version"),
+            ttl,
+        }
+    }
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn version(&self) -> Option<u64> {
+        match self
+            .pool
+            .next()
+            .get::<Option<u64>, _>(&self.version_key)
+            .await
+        {
+            Ok(version) => Some(version.unwrap_or(0)),
+            Err(err) => {
+                tracing::debug!(error = %err, "cache unavailable; reading through");
+                None
+            }
+        }
+    }
+
+    async fn bump(&self) {
+        if let Err(err) = self.pool.next().incr::<i64, _>(&self.version_key).await {
+            // Entries of the old version then live until their TTL: say so loudly.
+            tracing::warn!(error = %err, "could not invalidate the catalog cache");
+        }
+    }
+
+    async fn get(&self, key: &str) -> Option<String> {
+        self.pool
+            .next()
+            .get::<Option<String>, _>(format!("{}{key}", self.prefix))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn set(&self, key: &str, value: &str) {
+        let expiry = Expiration::PX(self.ttl.as_millis() as i64);
+        let _: Result<(), _> = self
+            .pool
+            .next()
+            .set(
+                format!("{}{key}", self.prefix),
+                value,
+                Some(expiry),
+                None,
+                false,
+            )
+            .await;
+    }
+}

@@ -1,0 +1,111 @@
+//! Prometheus metrics: HTTP requests by route and status (count and latency), payment
+//! attempts and outcomes, and, computed at each scrape, orders by status and queue depth.
+
+use std::{sync::OnceLock, time::Instant};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::{HeaderValue, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use entity::order;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sea_orm::{ColumnTrait, EntityTrait, QuerySelect};
+
+use crate::app::AppState;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide recorder (installed once, however many apps a process starts).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("http_request_duration_seconds".into()),
+                LATENCY_BUCKETS,
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (e.g. by an embedding test): then
+        // this handle still renders what this process records through it.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Middleware: counts and times every request under its route pattern (not its raw path,
+/// so ids do not explode the label set).
+pub async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Counts one payment attempt's outcome: `succeeded`, `declined`, `transient`.
+pub fn payment_attempt(outcome: &'static str) {
+    metrics::counter!("payment_attempts_total", "outcome" => outcome).increment(1);
+}
+
+/// Counts a payment reaching an end: `succeeded`, `failed`, `cancelled`.
+pub fn payment_finished(status: &'static str) {
+    metrics::counter!("payments_finished_total", "status" => status).increment(1);
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn render(State(state): State<AppState>) -> Response {
+    let counts: Result<Vec<(String, i64)>, _> = order::Entity::find()
+        .select_only()
+        .column(order::Column::Status)
+        .column_as(order::Column::Id.count(), "n")
+        .group_by(order::Column::Status)
+        .into_tuple()
+        .all(&state.db)
+        .await;
+    match counts {
+        Ok(counts) => {
+            for status in crate::orders::OrderStatus::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == status.as_str())
+                    .map_or(0, |(_, n)| *n);
+                metrics::gauge!("orders", "status" => status.as_str()).set(n as f64);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "metrics: cannot count orders"),
+    }
+    match state.queue.counts().await {
+        Ok(counts) => {
+            for (name, n) in [
+                ("ready", counts.ready),
+                ("delayed", counts.delayed),
+                ("processing", counts.processing),
+                ("dead", counts.dead),
+            ] {
+                metrics::gauge!("payment_queue_jobs", "state" => name).set(n as f64);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "metrics: cannot read the queue"),
+    }
+    let mut response = handle().render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
