@@ -79,30 +79,30 @@ impl AppState {
             .await
             .context("password hasher set-up failed")??;
         let prefix = &config.redis_key_prefix;
-        let (queue, cache, logins, realtime): (
-            Arc<dyn JobQueue>,
-            Arc<dyn Cache>,
-            Arc<dyn LoginAttempts>,
-            Realtime,
-        ) = match &config.redis_url {
+        let Backends {
+            queue,
+            cache,
+            logins,
+            realtime,
+        } = match &config.redis_url {
             Some(url) => {
                 let pool = redis_client::connect(url, config.redis_pool_size).await?;
                 let realtime = Realtime::redis(jwt.clone(), url, prefix)
                     .await
                     .context("cannot start the Socket.IO Redis adapter")?;
-                (
-                    Arc::new(RedisQueue::new(pool.clone(), prefix, "payments")),
-                    Arc::new(RedisCache::new(pool.clone(), prefix, config.cache_ttl)),
-                    Arc::new(RedisLoginAttempts::new(pool, prefix, config.lockout)),
+                Backends {
+                    queue: Arc::new(RedisQueue::new(pool.clone(), prefix, "payments")),
+                    cache: Arc::new(RedisCache::new(pool.clone(), prefix, config.cache_ttl)),
+                    logins: Arc::new(RedisLoginAttempts::new(pool, prefix, config.lockout)),
                     realtime,
-                )
+                }
             }
-            None => (
-                Arc::new(MemoryQueue::new()),
-                Arc::new(MemoryCache::new(config.cache_ttl)),
-                Arc::new(MemoryLoginAttempts::new(config.lockout)),
-                Realtime::local(jwt.clone()),
-            ),
+            None => Backends {
+                queue: Arc::new(MemoryQueue::new()),
+                cache: Arc::new(MemoryCache::new(config.cache_ttl)),
+                logins: Arc::new(MemoryLoginAttempts::new(config.lockout)),
+                realtime: Realtime::local(jwt.clone()),
+            },
         };
         let state = Self {
             db,
@@ -116,6 +116,14 @@ impl AppState {
         };
         Ok((state, realtime))
     }
+}
+
+/// What lives in Redis with `REDIS_URL`, else in this process.
+struct Backends {
+    queue: Arc<dyn JobQueue>,
+    cache: Arc<dyn Cache>,
+    logins: Arc<dyn LoginAttempts>,
+    realtime: Realtime,
 }
 
 /// A bound, ready-to-run HTTP server (with payment workers unless `WORKERS=0`).
