@@ -71,6 +71,8 @@ impl AppState {
     /// Connects to the database (migrating it) and, when configured, Redis; prepares the
     /// keys, the queue and the Socket.IO server (returned apart, for HTTP processes to serve).
     pub async fn new(config: Config) -> anyhow::Result<(Self, Realtime)> {
+        // Install the metrics recorder before anything records.
+        metrics::handle();
         let db = db::connect(&config).await?;
         let secret = jwt_secret(&config)?;
         let jwt = Arc::new(JwtKeys::new(secret.expose().as_bytes(), config.jwt_ttl));

@@ -10,24 +10,13 @@ use crate::{
     socket::{Auth, Listener},
 };
 
-fn shop_process(app: &TestApp, command: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_shop"))
-        .arg(command)
-        .envs(&app.env)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start a shop process")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_clients_of_every_instance() {
     let Some(a) = TestApp::spawn(Backend::Postgres).await else {
         return;
     };
     let b = a.sibling(&[]).await;
-    let _worker = shop_process(&a, "worker");
+    let _worker = a.process("worker", &[]);
 
     let admin = a.admin().await;
     let product = b.product(&admin, "Shared", "6.00", 5).await;

@@ -258,6 +258,19 @@ impl TestApp {
         Self::start(env).await
     }
 
+    /// Starts a `shop <command>` process with this instance's settings (and `extra`).
+    pub fn process(&self, command: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_shop"))
+            .arg(command)
+            .envs(&self.env)
+            .envs(extra.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start a shop process")
+    }
+
     /// Whether this instance uses the external backends (PostgreSQL + Redis).
     pub fn is_external(&self) -> bool {
         self.env.contains_key("REDIS_URL")

@@ -8,6 +8,7 @@ mod helpers;
 mod auth;
 mod cluster;
 mod concurrency;
+mod edges;
 mod idempotency;
 mod orders;
 mod payments;
