@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shop-target}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --quiet --workspace --bins
+cargo build --release --quiet --workspace --bins --example payments_bench
 
 duration="${BENCH_SECONDS:-10}"
 db="shop_bench_$$"

@@ -19,7 +19,7 @@ export REDIS_KEY_PREFIX="bench-$$"
 export JWT_SECRET="bench-secret-bench-secret-bench-secret"
 export HOST=127.0.0.1 PORT="${BENCH_PORT:-3900}"
 export PAYMENT_LATENCY_MS=0 WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-32}"
-export DATABASE_MAX_CONNECTIONS=40 BCRYPT_COST=4 LOG_FORMAT=json RUST_LOG=warn
+export DATABASE_MAX_CONNECTIONS=40 BCRYPT_COST=4 LOG_FORMAT=json RUST_LOG=warn RATE_LIMIT_PER_SECOND=0
 
 "$SHOP_BIN_DIR/seed" --products 0 >/dev/null
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(psql "$admin_url" -Atc 'show server_version' | cut -d' ' -f1) PostgreSQL, Redis $(redis-cli -u "$REDIS_URL" info server | awk -F: '/redis_version/ {print $2}' | tr -d '\r')"
