@@ -63,12 +63,15 @@ impl Cache for MemoryCache {
     }
 }
 
-/// The cache in Redis.
+/// The cache in Redis, shared by every instance, with a copy of the entries it has seen in
+/// this process. Entries are immutable (their key holds the catalog version), so the copy
+/// is never stale: a hit costs one small round trip for the version.
 pub struct RedisCache {
     pool: Pool,
     prefix: String,
     version_key: String,
     ttl: Duration,
+    local: moka::sync::Cache<String, String>,
 }
 
 impl RedisCache {
@@ -78,6 +81,10 @@ impl RedisCache {
             prefix: format!("{prefix}:cache:"),
             version_key: format!("{prefix}:cache:catalog-version"),
             ttl,
+            local: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 }
@@ -107,15 +114,22 @@ impl Cache for RedisCache {
     }
 
     async fn get(&self, key: &str) -> Option<String> {
-        self.pool
+        if let Some(hit) = self.local.get(key) {
+            return Some(hit);
+        }
+        let shared = self
+            .pool
             .next()
             .get::<Option<String>, _>(format!("{}{key}", self.prefix))
             .await
             .ok()
-            .flatten()
+            .flatten()?;
+        self.local.insert(key.to_owned(), shared.clone());
+        Some(shared)
     }
 
     async fn set(&self, key: &str, value: &str) {
+        self.local.insert(key.to_owned(), value.to_owned());
         let expiry = Expiration::PX(self.ttl.as_millis() as i64);
         let _: Result<(), _> = self
             .pool

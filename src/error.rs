@@ -45,43 +45,19 @@ impl AppError {
     }
 
     /// Attaches per-field messages.
-    pub fn with_errors(self, field_errors: FieldErrors) -> Self {
-        match self {
-            Self::Problem {
-                status,
-                code,
-                detail,
-                retry_after,
-                ..
-            } => Self::Problem {
-                status,
-                code,
-                detail,
-                errors: Some(field_errors),
-                retry_after,
-            },
-            other => other,
+    pub fn with_errors(mut self, field_errors: FieldErrors) -> Self {
+        if let Self::Problem { errors, .. } = &mut self {
+            *errors = Some(field_errors);
         }
+        self
     }
 
     /// Tells the client when to try again (`Retry-After`, seconds).
-    pub fn with_retry_after(self, seconds: u64) -> Self {
-        match self {
-            Self::Problem {
-                status,
-                code,
-                detail,
-                errors,
-                ..
-            } => Self::Problem {
-                status,
-                code,
-                detail,
-                errors,
-                retry_after: Some(seconds),
-            },
-            other => other,
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        if let Self::Problem { retry_after, .. } = &mut self {
+            *retry_after = Some(seconds);
         }
+        self
     }
 
     /// 422 `validation_failed` with the messages of each invalid field.

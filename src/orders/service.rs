@@ -81,8 +81,10 @@ pub async fn place(
     // hanging up cannot cut it short.
     let (task_state, order) = (state.clone(), response.clone());
     let follow_up = tokio::spawn(async move {
-        task_state.cache.bump().await;
-        task_state.events.order_status(&order).await;
+        tokio::join!(
+            task_state.events.order_status(&order),
+            task_state.cache.bump()
+        );
         if let Err(err) = task_state.queue.enqueue(payment_id, clock::now()).await {
             tracing::warn!(order_id = %order.id, error = %err, "could not queue the payment; the sweeper will");
         }

@@ -277,9 +277,6 @@ async fn finish(
         orders::restore_stock(&txn, order.id, now).await?;
     }
     txn.commit().await?;
-    if error.is_some() {
-        state.cache.bump().await;
-    }
     crate::metrics::payment_finished(if error.is_some() {
         "failed"
     } else {
@@ -302,6 +299,10 @@ async fn finish(
         .order_status(&lines.view(&ended_order, &ended_payment))
         .await;
     publish_payment(state, order, payment, payment_status, None, error).await;
+    if error.is_some() {
+        // Stock came back.
+        state.cache.bump().await;
+    }
     Ok(true)
 }
 
