@@ -71,10 +71,10 @@ for conns in 64 256; do
   BENCH_IDS="$work/hot.txt" BENCH_TOKEN="$token" run "POST /orders (one hot product)" "$conns" -s "$work/place_order.lua" "$base"
 done
 # PostgreSQL's own connection limit caps pgbench's clients (the service pools its own).
-max_clients=$(( $(psql "$DATABASE_URL" -Atc 'show max_connections') - 10 ))
-for conns in 32 64 256; do
+max_clients=$(( $(psql "$DATABASE_URL" -Atc 'show max_connections') - DATABASE_MAX_CONNECTIONS - 10 ))
+for conns in 32 64; do
   clients=$(( conns < max_clients ? conns : max_clients ))
-  tps=$(pgbench "$DATABASE_URL" -n -c "$clients" -j 2 -T "$duration" -D products=1000 -f bench/order.pgbench.sql 2>/dev/null | awk '/^tps/ {print $3}')
+  tps=$(pgbench "$DATABASE_URL" -n -c "$clients" -j 2 -T "$duration" -D products=1000 -f bench/order.pgbench.sql 2>/dev/null | awk '/^tps/ {print $3}' || true)
   printf '| pgbench: an order'"'"'s SQL transaction | %s | %.0f | | | |\n' "$clients" "${tps:-0}"
 done
 rss=$(awk '/VmHWM/ {printf "%.1f MB", $2/1024}' "/proc/$server_pid/status")

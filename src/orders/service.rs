@@ -727,21 +727,39 @@ pub struct OrderLines {
 }
 
 impl OrderLines {
-    /// Loads the lines of `order_id` (two queries).
-    pub async fn load<C: ConnectionTrait>(db: &C, order_id: Uuid) -> AppResult<Self> {
+    /// Loads the lines of every order in `order_ids` (two queries), by order.
+    pub async fn load_many<C: ConnectionTrait>(
+        db: &C,
+        order_ids: impl IntoIterator<Item = Uuid>,
+    ) -> AppResult<HashMap<Uuid, Self>> {
+        let ids: Vec<Uuid> = order_ids.into_iter().collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
         let items = order_item::Entity::find()
-            .filter(order_item::Column::OrderId.eq(order_id))
+            .filter(order_item::Column::OrderId.is_in(ids))
             .order_by_asc(order_item::Column::Id)
             .all(db)
             .await?;
-        let names = product::Entity::find()
+        let names: HashMap<Uuid, String> = product::Entity::find()
             .filter(product::Column::Id.is_in(items.iter().map(|i| i.product_id)))
             .all(db)
             .await?
             .into_iter()
             .map(|p| (p.id, p.name))
             .collect();
-        Ok(Self { items, names })
+        let mut by_order: HashMap<Uuid, Self> = HashMap::new();
+        for item in items {
+            let lines = by_order.entry(item.order_id).or_insert_with(|| Self {
+                items: Vec::new(),
+                names: HashMap::new(),
+            });
+            if let Some(name) = names.get(&item.product_id) {
+                lines.names.insert(item.product_id, name.clone());
+            }
+            lines.items.push(item);
+        }
+        Ok(by_order)
     }
 
     /// The order as `GET /orders/{id}` would show it with these rows.

@@ -6,7 +6,10 @@
 //! lease expired, or a cancel racing an attempt can change nothing twice: stock is restored
 //! at most once.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use entity::{order, payment};
 use sea_orm::{
@@ -31,6 +34,8 @@ use crate::{
 
 /// How long an idle worker waits before looking at the queue again.
 const POLL: Duration = Duration::from_millis(50);
+/// Most payments one task attempts together.
+const BATCH: usize = 32;
 /// How many payments the sweeper looks at per query.
 const SWEEP_PAGE: u64 = 1000;
 /// How long shutdown waits for running attempts before leaving them to lease expiry.
@@ -42,6 +47,13 @@ fn to_chrono(d: Duration) -> chrono::Duration {
 
 /// Runs one attempt of a payment, if it is due and nobody else has it.
 pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
+    process_batch(state, &[payment_id]).await
+}
+
+/// Runs one attempt of each payment in `ids` that is due and nobody else has. The attempts
+/// start in one transaction and the successes end in one, so a backlog costs a handful of
+/// statements per batch rather than per payment; every other outcome ends on its own.
+pub async fn process_batch(state: &AppState, ids: &[Uuid]) -> AppResult<()> {
     let config = &state.config.payments;
     let txn = db::begin_write(&state.db).await?;
     // Read after the write lock is held, so a long wait for it cannot make a healthy
@@ -61,7 +73,7 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
             Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
         )
         .col_expr(payment::Column::UpdatedAt, Expr::value(now))
-        .filter(payment::Column::Id.eq(payment_id))
+        .filter(payment::Column::Id.is_in(ids.iter().copied()))
         .filter(
             Condition::any()
                 .add(
@@ -85,18 +97,16 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
         )
         .exec_with_returning(&txn)
         .await?;
-    let Some(payment) = started.into_iter().next() else {
-        txn.rollback().await?;
-        return not_started(state, payment_id).await;
-    };
-    // The order shows PROCESSING from the first attempt on (re-stamped on later ones).
-    let order = order::Entity::update_many()
+    // The orders show PROCESSING from the first attempt on (re-stamped on later ones). A
+    // cancel ends the payment in the same transaction, so every started payment's order is
+    // still open.
+    let orders: HashMap<Uuid, order::Model> = order::Entity::update_many()
         .col_expr(
             order::Column::Status,
             Expr::value(OrderStatus::Processing.as_str()),
         )
         .col_expr(order::Column::UpdatedAt, Expr::value(now))
-        .filter(order::Column::Id.eq(payment.order_id))
+        .filter(order::Column::Id.is_in(started.iter().map(|p| p.order_id)))
         .filter(order::Column::Status.is_in([
             OrderStatus::Pending.as_str(),
             OrderStatus::Processing.as_str(),
@@ -104,60 +114,163 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
         .exec_with_returning(&txn)
         .await?
         .into_iter()
-        .next();
-    let Some(order) = order else {
-        // Cannot happen (a cancel ends the payment in the same transaction); be safe.
-        txn.rollback().await?;
-        ack(state, payment_id).await;
-        return Ok(());
-    };
+        .map(|o| (o.id, o))
+        .collect();
     txn.commit().await?;
-    let lines = OrderLines::load(&state.db, order.id).await?;
-    if payment.attempts == 1 {
-        state
-            .events
-            .order_status(&lines.view(&order, &payment))
-            .await;
+    for id in ids {
+        if !started.iter().any(|p| p.id == *id) {
+            not_started(state, *id).await?;
+        }
     }
-    let attempt = u32::try_from(payment.attempts).unwrap_or(u32::MAX);
-    publish_payment(
-        state,
-        &order,
-        &payment,
-        PaymentStatus::Processing,
-        None,
-        None,
-    )
-    .await;
+    let mut lines = OrderLines::load_many(&state.db, orders.keys().copied()).await?;
+    let mut attempts = Vec::with_capacity(started.len());
+    for payment in started {
+        let (Some(order), Some(lines)) = (
+            orders.get(&payment.order_id).cloned(),
+            lines.remove(&payment.order_id),
+        ) else {
+            ack(state, payment.id).await;
+            continue;
+        };
+        if payment.attempts == 1 {
+            state
+                .events
+                .order_status(&lines.view(&order, &payment))
+                .await;
+        }
+        publish_payment(
+            state,
+            &order,
+            &payment,
+            PaymentStatus::Processing,
+            None,
+            None,
+        )
+        .await;
+        attempts.push((order, lines, payment));
+    }
 
     if !config.latency.is_zero() {
         tokio::time::sleep(config.latency).await;
     }
-    let method = PaymentMethod::parse(&order.payment_method).unwrap_or(PaymentMethod::DEFAULT);
-    let outcome = if payment.attempts > payment.max_attempts {
-        // Taken over after its worker died during the last attempt: nothing left to try.
-        AttemptOutcome::Transient("the last attempt was interrupted".into())
-    } else {
-        simulator::attempt(method, attempt, config.success_rate, rand::random())
-    };
+    let mut succeeded = Vec::new();
+    for (order, lines, payment) in attempts {
+        let attempt = u32::try_from(payment.attempts).unwrap_or(u32::MAX);
+        let method = PaymentMethod::parse(&order.payment_method).unwrap_or(PaymentMethod::DEFAULT);
+        let outcome = if payment.attempts > payment.max_attempts {
+            // Taken over after its worker died during the last attempt: nothing left to try.
+            AttemptOutcome::Transient("the last attempt was interrupted".into())
+        } else {
+            simulator::attempt(method, attempt, config.success_rate, rand::random())
+        };
+        crate::metrics::payment_attempt(match &outcome {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Declined(_) => "declined",
+            AttemptOutcome::Transient(_) => "transient",
+        });
+        match outcome {
+            AttemptOutcome::Succeeded => succeeded.push((order, lines, payment)),
+            outcome => conclude(state, (&order, &lines), &payment, outcome).await?,
+        }
+    }
+    succeed(state, succeeded, now).await
+}
+
+/// Ends the successful attempts that started together at `started_at`: payments
+/// `SUCCEEDED`, orders `COMPLETED`, in one transaction. A payment taken over meanwhile
+/// (its `updated_at` moved on) is left to its new worker.
+async fn succeed(
+    state: &AppState,
+    attempts: Vec<(order::Model, OrderLines, payment::Model)>,
+    started_at: chrono::DateTime<chrono::Utc>,
+) -> AppResult<()> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let txn = db::begin_write(&state.db).await?;
+    let now = clock::now();
+    let ended: HashSet<Uuid> = payment::Entity::update_many()
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(PaymentStatus::Succeeded.as_str()),
+        )
+        .col_expr(
+            payment::Column::LastError,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+        .filter(payment::Column::Id.is_in(attempts.iter().map(|(_, _, p)| p.id)))
+        .filter(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
+        .filter(payment::Column::UpdatedAt.eq(started_at))
+        .exec_with_returning(&txn)
+        .await?
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    order::Entity::update_many()
+        .col_expr(
+            order::Column::Status,
+            Expr::value(OrderStatus::Completed.as_str()),
+        )
+        .col_expr(order::Column::UpdatedAt, Expr::value(now))
+        .filter(
+            order::Column::Id.is_in(
+                attempts
+                    .iter()
+                    .filter(|(_, _, p)| ended.contains(&p.id))
+                    .map(|(o, _, _)| o.id),
+            ),
+        )
+        .filter(order::Column::Status.is_in([
+            OrderStatus::Pending.as_str(),
+            OrderStatus::Processing.as_str(),
+        ]))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    for (order, lines, payment) in attempts {
+        if !ended.contains(&payment.id) {
+            continue;
+        }
+        crate::metrics::payment_finished("succeeded");
+        announce_end(
+            state,
+            (&order, &lines),
+            &payment,
+            PaymentStatus::Succeeded,
+            None,
+            now,
+        )
+        .await;
+        ack(state, payment.id).await;
+    }
+    Ok(())
+}
+
+/// Ends one attempt that did not succeed: a decline fails the payment, a transient error
+/// schedules a retry or, out of attempts, fails it and parks the job on the dead list.
+async fn conclude(
+    state: &AppState,
+    (order, lines): (&order::Model, &OrderLines),
+    payment: &payment::Model,
+    outcome: AttemptOutcome,
+) -> AppResult<()> {
+    let config = &state.config.payments;
+    let attempt = u32::try_from(payment.attempts).unwrap_or(u32::MAX);
     // The payment's own limit, as clients see it, whatever this process is configured with.
     let policy = crate::queue::RetryPolicy {
         max_attempts: u32::try_from(payment.max_attempts).unwrap_or(0),
         ..config.retry_policy()
     };
-    crate::metrics::payment_attempt(match &outcome {
-        AttemptOutcome::Succeeded => "succeeded",
-        AttemptOutcome::Declined(_) => "declined",
-        AttemptOutcome::Transient(_) => "transient",
-    });
+    let payment_id = payment.id;
     match outcome {
         AttemptOutcome::Succeeded => {
-            if finish(state, (&order, &lines), &payment, None).await? {
+            if finish(state, (order, lines), payment, None).await? {
                 ack(state, payment_id).await;
             }
         }
         AttemptOutcome::Declined(error) => {
-            if finish(state, (&order, &lines), &payment, Some(&error)).await? {
+            if finish(state, (order, lines), payment, Some(&error)).await? {
                 ack(state, payment_id).await;
             }
         }
@@ -185,8 +298,8 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
                 }
                 publish_payment(
                     state,
-                    &order,
-                    &payment,
+                    order,
+                    payment,
                     PaymentStatus::Retrying,
                     Some(due),
                     Some(&error),
@@ -195,7 +308,7 @@ pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
             }
         }
         AttemptOutcome::Transient(error) => {
-            if finish(state, (&order, &lines), &payment, Some(&error)).await?
+            if finish(state, (order, lines), payment, Some(&error)).await?
                 && let Err(err) = state.queue.bury(payment_id, &error).await
             {
                 tracing::warn!(%payment_id, error = %err, "could not move a job to the dead list");
@@ -282,16 +395,38 @@ async fn finish(
     } else {
         "succeeded"
     });
+    announce_end(state, (order, lines), payment, payment_status, error, now).await;
+    if error.is_some() {
+        // Stock came back.
+        state.cache.bump().await;
+    }
+    Ok(true)
+}
+
+/// Publishes an ended payment and its order, as they now stand.
+async fn announce_end(
+    state: &AppState,
+    (order, lines): (&order::Model, &OrderLines),
+    payment: &payment::Model,
+    payment_status: PaymentStatus,
+    error: Option<&str>,
+    at: chrono::DateTime<chrono::Utc>,
+) {
+    let order_status = if payment_status == PaymentStatus::Succeeded {
+        OrderStatus::Completed
+    } else {
+        OrderStatus::Failed
+    };
     let ended_order = order::Model {
         status: order_status.as_str().to_owned(),
-        updated_at: now,
+        updated_at: at,
         ..order.clone()
     };
     let ended_payment = payment::Model {
         status: payment_status.as_str().to_owned(),
         last_error: error.map(str::to_owned),
         next_attempt_at: None,
-        updated_at: now,
+        updated_at: at,
         ..payment.clone()
     };
     state
@@ -299,11 +434,6 @@ async fn finish(
         .order_status(&lines.view(&ended_order, &ended_payment))
         .await;
     publish_payment(state, order, payment, payment_status, None, error).await;
-    if error.is_some() {
-        // Stock came back.
-        state.cache.bump().await;
-    }
-    Ok(true)
 }
 
 async fn ack(state: &AppState, payment_id: Uuid) {
@@ -341,33 +471,45 @@ pub async fn publish_payment(
 /// the jobs return to the queue).
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let config = state.config.payments.clone();
+    // Each task runs a batch of attempts; `sizes` remembers how many, to keep the total
+    // under WORKER_CONCURRENCY.
     let mut running = JoinSet::new();
+    let mut sizes: HashMap<tokio::task::Id, usize> = HashMap::new();
+    let mut in_flight = 0;
     tracing::info!(
         concurrency = config.worker_concurrency,
         "payment worker started"
     );
     loop {
-        while running.try_join_next().is_some() {}
-        let free = config.worker_concurrency.saturating_sub(running.len());
+        while let Some(done) = running.try_join_next_with_id() {
+            let id = done.map_or_else(|err| err.id(), |(id, ())| id);
+            in_flight -= sizes.remove(&id).unwrap_or(0);
+        }
+        let free = config.worker_concurrency.saturating_sub(in_flight);
         if free == 0 {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = running.join_next() => continue,
+                Some(done) = running.join_next_with_id() => {
+                    let id = done.map_or_else(|err| err.id(), |(id, ())| id);
+                    in_flight -= sizes.remove(&id).unwrap_or(0);
+                    continue;
+                }
             }
         }
         if shutdown.is_cancelled() {
             break;
         }
-        match state.queue.reserve(free, config.lease).await {
+        match state.queue.reserve(free.min(BATCH), config.lease).await {
             Ok(ids) if !ids.is_empty() => {
-                for id in ids {
-                    let state = state.clone();
-                    running.spawn(async move {
-                        if let Err(err) = process(&state, id).await {
-                            tracing::warn!(payment_id = %id, error = ?err, "payment attempt failed; the job returns when its lease expires");
-                        }
-                    });
-                }
+                let state = state.clone();
+                let size = ids.len();
+                let task = running.spawn(async move {
+                    if let Err(err) = process_batch(&state, &ids).await {
+                        tracing::warn!(jobs = ids.len(), error = ?err, "payment attempts failed; their jobs return when the leases expire");
+                    }
+                });
+                sizes.insert(task.id(), size);
+                in_flight += size;
             }
             Ok(_) => tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -382,7 +524,6 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             }
         }
     }
-    let in_flight = running.len();
     if in_flight > 0 {
         tracing::info!(
             in_flight,
