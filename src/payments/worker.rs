@@ -35,7 +35,7 @@ use crate::{
 /// How long an idle worker waits before looking at the queue again.
 const POLL: Duration = Duration::from_millis(50);
 /// Most payments one task attempts together.
-const BATCH: usize = 32;
+const BATCH: usize = 16;
 /// How many payments the sweeper looks at per query.
 const SWEEP_PAGE: u64 = 1000;
 /// How long shutdown waits for running attempts before leaving them to lease expiry.
@@ -125,30 +125,22 @@ pub async fn process_batch(state: &AppState, ids: &[Uuid]) -> AppResult<()> {
     let mut lines = OrderLines::load_many(&state.db, orders.keys().copied()).await?;
     let mut attempts = Vec::with_capacity(started.len());
     for payment in started {
-        let (Some(order), Some(lines)) = (
+        match (
             orders.get(&payment.order_id).cloned(),
             lines.remove(&payment.order_id),
-        ) else {
-            ack(state, payment.id).await;
-            continue;
-        };
-        if payment.attempts == 1 {
-            state
-                .events
-                .order_status(&lines.view(&order, &payment))
-                .await;
+        ) {
+            (Some(order), Some(lines)) => attempts.push((order, lines, payment)),
+            _ => ack(state, payment.id).await,
         }
-        publish_payment(
-            state,
-            &order,
-            &payment,
-            PaymentStatus::Processing,
-            None,
-            None,
-        )
-        .await;
-        attempts.push((order, lines, payment));
     }
+    // Announced together: each payment's own events stay in order.
+    futures::future::join_all(attempts.iter().map(|(order, lines, payment)| async move {
+        if payment.attempts == 1 {
+            state.events.order_status(&lines.view(order, payment)).await;
+        }
+        publish_payment(state, order, payment, PaymentStatus::Processing, None, None).await;
+    }))
+    .await;
 
     if !config.latency.is_zero() {
         tokio::time::sleep(config.latency).await;
@@ -228,22 +220,21 @@ async fn succeed(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    for (order, lines, payment) in attempts {
-        if !ended.contains(&payment.id) {
-            continue;
-        }
+    let ended_attempts = attempts.iter().filter(|(_, _, p)| ended.contains(&p.id));
+    futures::future::join_all(ended_attempts.map(|(order, lines, payment)| async move {
         crate::metrics::payment_finished("succeeded");
         announce_end(
             state,
-            (&order, &lines),
-            &payment,
+            (order, lines),
+            payment,
             PaymentStatus::Succeeded,
             None,
             now,
         )
         .await;
         ack(state, payment.id).await;
-    }
+    }))
+    .await;
     Ok(())
 }
 
