@@ -8,16 +8,12 @@
 //! expire (`CACHE_TTL`). If the cache's backend is down, reads go to the database.
 
 use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
 use async_trait::async_trait;
 use fred::{clients::Pool, interfaces::KeysInterface, types::Expiration};
-use futures::future::{BoxFuture, FutureExt, Shared};
 
 /// A string cache with one version counter for the catalog.
 #[async_trait]
@@ -69,29 +65,21 @@ impl Cache for MemoryCache {
 
 /// The cache in Redis, shared by every instance, with a copy of the entries it has seen in
 /// this process. Entries are immutable (their key holds the catalog version), so the copy
-/// is never stale: a hit costs one small round trip for the version, and concurrent
-/// readers share that round trip (see [`VersionReads`]).
+/// is never stale: a hit costs one small round trip, for the version.
 pub struct RedisCache {
     pool: Pool,
     prefix: String,
     version_key: String,
     ttl: Duration,
     local: moka::sync::Cache<String, String>,
-    version_reads: Arc<VersionReads>,
 }
 
 impl RedisCache {
     pub fn new(pool: Pool, prefix: &str, ttl: Duration) -> Self {
-        let version_key = format!("{prefix}:cache:catalog-version");
         Self {
-            version_reads: Arc::new(VersionReads {
-                pool: pool.clone(),
-                key: version_key.clone(),
-                next: Mutex::new(None),
-            }),
             pool,
             prefix: format!("{prefix}:cache:"),
-            version_key,
+            version_key: format!("{prefix}:cache:catalog-version"),
             ttl,
             local: moka::sync::Cache::builder()
                 .max_capacity(10_000)
@@ -101,53 +89,21 @@ impl RedisCache {
     }
 }
 
-type VersionRead = Shared<BoxFuture<'static, Option<u64>>>;
-
-/// Reads of the catalog version, coalesced: a reader joins the next read that has not been
-/// sent yet, or starts one. Every reader is answered by a read sent after it arrived, so it
-/// sees every bump that completed before it asked.
-struct VersionReads {
-    pool: Pool,
-    key: String,
-    next: Mutex<Option<VersionRead>>,
-}
-
-impl VersionReads {
-    async fn read(self: &Arc<Self>) -> Option<u64> {
-        let read = {
-            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            match &*next {
-                Some(read) => read.clone(),
-                None => {
-                    let this = Arc::clone(self);
-                    let read = async move {
-                        // From here on, newcomers start the next read.
-                        this.next.lock().unwrap_or_else(|p| p.into_inner()).take();
-                        match this.pool.next().get::<Option<u64>, _>(&this.key).await {
-                            Ok(version) => Some(version.unwrap_or(0)),
-                            Err(err) => {
-                                tracing::debug!(error = %err, "cache unavailable; reading through");
-                                None
-                            }
-                        }
-                    }
-                    .boxed()
-                    .shared();
-                    *next = Some(read.clone());
-                    // Sent from its own task, so readers arriving meanwhile can join.
-                    tokio::spawn(read.clone());
-                    read
-                }
-            }
-        };
-        read.await
-    }
-}
-
 #[async_trait]
 impl Cache for RedisCache {
     async fn version(&self) -> Option<u64> {
-        self.version_reads.read().await
+        match self
+            .pool
+            .next()
+            .get::<Option<u64>, _>(&self.version_key)
+            .await
+        {
+            Ok(version) => Some(version.unwrap_or(0)),
+            Err(err) => {
+                tracing::debug!(error = %err, "cache unavailable; reading through");
+                None
+            }
+        }
     }
 
     async fn bump(&self) {
