@@ -24,16 +24,6 @@ use uuid::Uuid;
 use super::{DeadJob, JobQueue, QueueCounts, QueueError, millis};
 use crate::clock;
 
-const ENQUEUE: &str = r#"
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
-if tonumber(ARGV[2]) <= tonumber(ARGV[3]) then
-  redis.call('LPUSH', KEYS[2], ARGV[1])
-else
-  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-end
-return 1
-"#;
-
 const ENQUEUE_MANY: &str = r#"
 local added = 0
 for i = 3, #ARGV do
@@ -112,7 +102,6 @@ struct Keys {
 }
 
 struct Scripts {
-    enqueue: Script,
     enqueue_many: Script,
     reserve: Script,
     ack: Script,
@@ -149,7 +138,6 @@ impl RedisQueue {
                 dead_info: format!("{tag}:dead:info"),
             },
             scripts: Arc::new(Scripts {
-                enqueue: Script::from_lua(ENQUEUE),
                 enqueue_many: Script::from_lua(ENQUEUE_MANY),
                 reserve: Script::from_lua(RESERVE),
                 ack: Script::from_lua(ACK),
@@ -179,20 +167,7 @@ impl RedisQueue {
 #[async_trait]
 impl JobQueue for RedisQueue {
     async fn enqueue(&self, id: Uuid, due: DateTime<Utc>) -> Result<bool, QueueError> {
-        let k = &self.keys;
-        let added: i64 = self
-            .run(
-                &self.scripts.enqueue,
-                vec![&k.queued, &k.ready, &k.delayed],
-                vec![
-                    id.to_string(),
-                    millis(due).to_string(),
-                    millis(clock::now()).to_string(),
-                ],
-            )
-            .await?;
-        self.work.notify_waiters();
-        Ok(added == 1)
+        Ok(self.enqueue_many(&[id], due).await? == 1)
     }
 
     async fn enqueue_many(&self, ids: &[Uuid], due: DateTime<Utc>) -> Result<u64, QueueError> {
