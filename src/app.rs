@@ -12,7 +12,6 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{Next, from_fn, from_fn_with_state},
     response::Response,
-    routing::get,
 };
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use tokio::net::TcpListener;
@@ -219,7 +218,6 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .split_for_parts();
     let routes = routes
-        .route("/metrics", get(metrics::render))
         // JSON answers never need to load anything.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

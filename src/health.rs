@@ -1,4 +1,5 @@
-//! `/health` (liveness) and `/ready` (the database, and Redis when configured, answer).
+//! The service endpoints, never rate limited: `/health` (liveness), `/ready` (the
+//! database, and Redis when configured, answer) and `/metrics`.
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(ready))
+        .routes(routes!(crate::metrics::render))
 }
 
 /// The answer of `/health` and `/ready`.

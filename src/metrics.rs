@@ -67,7 +67,10 @@ pub fn payment_finished(status: &'static str) {
     metrics::counter!("payments_finished_total", "status" => status).increment(1);
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Prometheus metrics (text exposition format): requests by route and status, payment
+/// attempts and outcomes, orders by status, queue depth.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn render(State(state): State<AppState>) -> Response {
     let counts: Result<Vec<(String, i64)>, _> = order::Entity::find()
         .select_only()

@@ -43,6 +43,7 @@ async fn openapi_describes_every_route(app: TestApp) {
         ("/admin/queues/dead/{id}/retry", &["post"]),
         ("/health", &["get"]),
         ("/ready", &["get"]),
+        ("/metrics", &["get"]),
     ] {
         for method in methods {
             assert!(
