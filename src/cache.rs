@@ -13,7 +13,11 @@ use std::{
 };
 
 use async_trait::async_trait;
-use fred::{clients::Pool, interfaces::KeysInterface, types::Expiration};
+use fred::{
+    clients::Pool,
+    interfaces::KeysInterface,
+    types::{Expiration, scripts::Script},
+};
 
 /// A string cache with one version counter for the catalog.
 #[async_trait]
@@ -24,6 +28,15 @@ pub trait Cache: Send + Sync {
     async fn bump(&self);
     async fn get(&self, key: &str) -> Option<String>;
     async fn set(&self, key: &str, value: &str);
+}
+
+/// Bumps the catalog version from a task of its own (awaited), so a client hanging up
+/// after a write commits cannot leave the cache unbumped.
+pub async fn bump_after_commit(cache: &std::sync::Arc<dyn Cache>) {
+    let cache = std::sync::Arc::clone(cache);
+    if let Err(err) = tokio::spawn(async move { cache.bump().await }).await {
+        tracing::warn!(error = %err, "catalog cache bump task failed");
+    }
 }
 
 /// The cache in this process.
@@ -72,7 +85,25 @@ pub struct RedisCache {
     version_key: String,
     ttl: Duration,
     local: moka::sync::Cache<String, String>,
+    version_script: Script,
+    bump_script: Script,
 }
+
+// A missing version (a fresh or flushed Redis) starts at the current time in ms, never at
+// a number used before, so entries copied locally under an old version are never served.
+const READ_VERSION: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'NX')
+  v = redis.call('GET', KEYS[1])
+end
+return tonumber(v)
+"#;
+
+const BUMP_VERSION: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('INCR', KEYS[1])
+"#;
 
 impl RedisCache {
     pub fn new(pool: Pool, prefix: &str, ttl: Duration) -> Self {
@@ -85,6 +116,8 @@ impl RedisCache {
                 .max_capacity(10_000)
                 .time_to_live(ttl)
                 .build(),
+            version_script: Script::from_lua(READ_VERSION),
+            bump_script: Script::from_lua(BUMP_VERSION),
         }
     }
 }
@@ -92,13 +125,13 @@ impl RedisCache {
 #[async_trait]
 impl Cache for RedisCache {
     async fn version(&self) -> Option<u64> {
-        match self
-            .pool
-            .next()
-            .get::<Option<u64>, _>(&self.version_key)
-            .await
-        {
-            Ok(version) => Some(version.unwrap_or(0)),
+        let now = chrono::Utc::now().timestamp_millis().to_string();
+        let read: Result<u64, _> = self
+            .version_script
+            .evalsha_with_reload(self.pool.next(), vec![self.version_key.clone()], vec![now])
+            .await;
+        match read {
+            Ok(version) => Some(version),
             Err(err) => {
                 tracing::debug!(error = %err, "cache unavailable; reading through");
                 None
@@ -107,7 +140,12 @@ impl Cache for RedisCache {
     }
 
     async fn bump(&self) {
-        if let Err(err) = self.pool.next().incr::<i64, _>(&self.version_key).await {
+        let now = chrono::Utc::now().timestamp_millis().to_string();
+        let bumped: Result<i64, _> = self
+            .bump_script
+            .evalsha_with_reload(self.pool.next(), vec![self.version_key.clone()], vec![now])
+            .await;
+        if let Err(err) = bumped {
             // Entries of the old version then live until their TTL: say so loudly.
             tracing::warn!(error = %err, "could not invalidate the catalog cache");
         }

@@ -177,8 +177,9 @@ async fn standard_headers(mut response: Response<Body>) -> Response<Body> {
     let remaining = headers.remove("x-ratelimit-remaining");
     headers.remove("x-ratelimit-after");
     headers.remove("x-ratelimit-whitelisted");
+    // With nested limits the innermost (tightest) answers first and is kept.
     if let Some(v) = limit {
-        headers.insert(RATELIMIT_LIMIT, v);
+        headers.entry(RATELIMIT_LIMIT).or_insert(v);
     }
     if let Some(v) = remaining {
         headers.entry(RATELIMIT_REMAINING).or_insert(v);
@@ -238,6 +239,10 @@ impl LoginAttempts for MemoryLoginAttempts {
         failures.retain(|_, (_, since)| since.elapsed() < self.policy.window);
         let entry = failures.entry(account.to_owned()).or_insert((0, now));
         entry.0 += 1;
+        if entry.0 == self.policy.threshold {
+            // The lock lasts the whole window from here.
+            entry.1 = now;
+        }
         (entry.0 >= self.policy.threshold)
             .then(|| self.policy.window.saturating_sub(entry.1.elapsed()))
     }
@@ -247,9 +252,11 @@ impl LoginAttempts for MemoryLoginAttempts {
     }
 }
 
+// The window opens with the first failure; reaching the threshold re-arms it, so a lock
+// always lasts the whole window.
 const COUNT_FAILURE: &str = r#"
 local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if n == 1 or n == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return {n, redis.call('PTTL', KEYS[1])}
 "#;
 
@@ -293,7 +300,11 @@ impl LoginAttempts for RedisLoginAttempts {
         let window = self.policy.window.as_millis().to_string();
         let result: Result<(u32, i64), _> = self
             .script
-            .evalsha_with_reload(self.pool.next(), vec![self.key(account)], vec![window])
+            .evalsha_with_reload(
+                self.pool.next(),
+                vec![self.key(account)],
+                vec![window, self.policy.threshold.to_string()],
+            )
             .await;
         match result {
             Ok((count, ttl)) if count >= self.policy.threshold && ttl > 0 => {

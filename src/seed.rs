@@ -103,6 +103,9 @@ pub async fn run(
             .exec_without_returning(&state.db)
             .await?;
     }
+    if missing > 0 {
+        state.cache.bump().await;
+    }
     Ok(SeedReport {
         admin_created,
         products_created: missing,

@@ -6,6 +6,7 @@ use sea_orm_migration::sea_orm::Database;
 
 #[tokio::main]
 async fn main() {
+    let _ = dotenvy::dotenv();
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://data/shop.db?mode=rwc".to_owned());
     let command = std::env::args().nth(1).unwrap_or_else(|| "up".to_owned());

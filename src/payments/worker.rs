@@ -142,7 +142,7 @@ pub async fn process_batch(state: &AppState, ids: &[Uuid]) -> AppResult<()> {
     }))
     .await;
 
-    if !config.latency.is_zero() {
+    if !config.latency.is_zero() && !attempts.is_empty() {
         tokio::time::sleep(config.latency).await;
     }
     let mut succeeded = Vec::new();

@@ -201,7 +201,7 @@ pub async fn create(state: &AppState, input: ProductInput) -> AppResult<ProductR
         deleted_at: Set(None),
     };
     let product = model.insert(&state.db).await?;
-    state.cache.bump().await;
+    crate::cache::bump_after_commit(&state.cache).await;
     Ok(ProductResponse::new(product, &state.config.currency))
 }
 
@@ -244,7 +244,7 @@ pub async fn update(state: &AppState, id: Uuid, input: ProductInput) -> AppResul
         .into_iter()
         .next()
         .ok_or_else(|| AppError::not_found("product"))?;
-    state.cache.bump().await;
+    crate::cache::bump_after_commit(&state.cache).await;
     Ok(ProductResponse::new(product, &state.config.currency))
 }
 
@@ -262,7 +262,7 @@ pub async fn delete(state: &AppState, id: Uuid) -> AppResult<ProductResponse> {
     model.deleted_at = Set(Some(now));
     model.updated_at = Set(now);
     let product = model.update(&state.db).await?;
-    state.cache.bump().await;
+    crate::cache::bump_after_commit(&state.cache).await;
     Ok(ProductResponse::new(product, &state.config.currency))
 }
 

@@ -6,7 +6,7 @@ use std::{process::Stdio, time::Duration};
 use tokio::process::{Child, Command};
 
 use crate::{
-    helpers::{Backend, TestApp},
+    helpers::{Backend, TestApp, announce_skip, require_external},
     socket::{Auth, Listener},
 };
 
@@ -95,9 +95,11 @@ async fn wait_until_listening(port: u16) {
 async fn payments_resume_when_redis_returns() {
     let port = free_port();
     let Some(mut redis) = redis_server(port) else {
-        let required = std::env::var("SHOP_TEST_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
-        assert!(!required, "redis-server is required to run this test");
-        eprintln!("redis-server not installed: skipped");
+        assert!(
+            !require_external(),
+            "redis-server is required to run this test"
+        );
+        announce_skip("redis-server is not installed");
         return;
     };
     wait_until_listening(port).await;

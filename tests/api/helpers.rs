@@ -137,7 +137,7 @@ impl Drop for TestApp {
     }
 }
 
-fn require_external() -> bool {
+pub fn require_external() -> bool {
     std::env::var("SHOP_TEST_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1" || v == "true")
 }
 
@@ -147,7 +147,7 @@ fn postgres_admin_url() -> String {
 }
 
 /// Says once, past the test harness's output capture, that the PostgreSQL suite is skipped.
-fn announce_skip(reason: &str) {
+pub fn announce_skip(reason: &str) {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = writeln!(
