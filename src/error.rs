@@ -125,13 +125,6 @@ impl AppError {
             Self::Internal(_) => None,
         }
     }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Problem { status, .. } => *status,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
 }
 
 impl From<sea_orm::DbErr> for AppError {

@@ -545,22 +545,6 @@ pub async fn cancel(state: &AppState, caller: &AuthUser, id: Uuid) -> AppResult<
         .map_err(|err| AppError::Internal(err.into()))?
 }
 
-/// Pushes the order's current state to `/orders` (after a committed change).
-pub async fn publish(state: &AppState, order_id: Uuid) {
-    let loaded = match order::Entity::find_by_id(order_id).one(&state.db).await {
-        Ok(Some(order)) => load(&state.db, vec![order]).await,
-        Ok(None) => return,
-        Err(err) => Err(err.into()),
-    };
-    match loaded.map(|mut orders| orders.pop()) {
-        Ok(Some(order)) => state.events.order_status(&order).await,
-        Ok(None) => {}
-        Err(err) => {
-            tracing::warn!(%order_id, error = ?err, "could not load an order to publish it")
-        }
-    }
-}
-
 /// Gives a payment that ran out of attempts a fresh set: takes it off the dead list,
 /// reserves its order's stock again (all lines or none) and puts the order back to
 /// `PENDING`, in one transaction.
