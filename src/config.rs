@@ -1,9 +1,15 @@
-//! One typed configuration, read from the environment (and `.env`) and validated at start.
+//! One typed configuration, read from the environment (and `.env`) once, at start.
 //!
-//! Every bad value is reported at once, each with the variable's name, so a misconfigured
-//! deployment fails with one clear message instead of a panic later.
+//! Each variable is parsed once into its typed value (durations with `humantime`, secrets
+//! as `secrecy` strings that never show in logs). Every bad value is reported at once, each
+//! with the variable's name, so a misconfigured deployment fails with one clear message
+//! instead of a panic later.
 
-use std::{fmt, net::IpAddr, path::PathBuf, time::Duration};
+use std::{fmt::Display, net::IpAddr, ops::RangeInclusive, path::PathBuf, str::FromStr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::rate_limit::{LoginPolicy, Rate};
 
 /// Where the data lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,25 +23,6 @@ pub enum DatabaseConfig {
 impl DatabaseConfig {
     pub fn is_postgres(&self) -> bool {
         matches!(self, Self::Postgres { .. })
-    }
-}
-
-/// A secret that never shows up in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
     }
 }
 
@@ -56,12 +43,12 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `None` on the embedded default when `JWT_SECRET` is unset: one is generated and
     /// kept next to the database.
-    pub jwt_secret: Option<Secret>,
+    pub jwt_secret: Option<SecretString>,
     pub jwt_ttl: Duration,
     pub bcrypt_cost: u32,
     pub currency: String,
     pub admin_email: String,
-    pub admin_password: Secret,
+    pub admin_password: SecretString,
     pub seed_products: u32,
     pub idempotency_ttl: Duration,
     pub payments: PaymentConfig,
@@ -69,29 +56,17 @@ pub struct Config {
     pub redis_pool_size: usize,
     pub log_format: LogFormat,
     /// The per-address limit on the whole API; `None` when off.
-    pub api_rate: Option<crate::rate_limit::Rate>,
-    /// The per-address limit on `POST /auth/login`; `None` when off.
-    pub login_rate: Option<crate::rate_limit::Rate>,
+    pub api_rate: Option<Rate>,
     /// Proxies allowed to say who the client is in `X-Forwarded-For`.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    pub lockout: crate::rate_limit::Lockout,
+    /// How many failed logins are allowed, counted three ways.
+    pub login: LoginPolicy,
     /// How long a cached catalog read may be served.
     pub cache_ttl: Duration,
     /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
     pub cors_origins: Vec<String>,
     /// The longest a request may take before it is answered 503.
     pub request_timeout: Duration,
-}
-
-impl PaymentConfig {
-    /// The backoff and attempt limits, shared by every queue backend.
-    pub fn retry_policy(&self) -> crate::queue::RetryPolicy {
-        crate::queue::RetryPolicy {
-            base: self.backoff_base,
-            max_delay: self.backoff_max,
-            max_attempts: u32::from(self.max_attempts),
-        }
-    }
 }
 
 /// How payments are simulated, retried and worked off.
@@ -105,6 +80,8 @@ pub struct PaymentConfig {
     pub latency: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How long a payment waits for the customer's action (`pm_requires_action`).
+    pub action_timeout: Duration,
     /// Whether `shop serve` also runs payment workers.
     pub workers: bool,
     /// Payments processed at once per process.
@@ -115,11 +92,23 @@ pub struct PaymentConfig {
     pub sweep_interval: Duration,
 }
 
+impl PaymentConfig {
+    /// The backoff and attempt limits, shared by every queue backend.
+    pub fn retry_policy(&self) -> crate::queue::RetryPolicy {
+        crate::queue::RetryPolicy {
+            base: self.backoff_base,
+            max_delay: self.backoff_max,
+            max_attempts: u32::from(self.max_attempts),
+        }
+    }
+}
+
 /// The default admin account, documented in the README; change it in production.
 pub const DEFAULT_ADMIN_EMAIL: &str = "admin@shop.local";
 /// The default admin password, documented in the README; change it in production.
 pub const DEFAULT_ADMIN_PASSWORD: &str = "Admin123!";
 
+const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -127,6 +116,93 @@ const DAY: Duration = Duration::from_secs(86_400);
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
 pub struct ConfigError(pub Vec<String>);
+
+/// Reads variables, parsing each once and collecting every problem.
+struct Reader<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<String>,
+}
+
+impl Reader<'_> {
+    /// The trimmed value; unset and empty are the same.
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.get)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `name` parsed by `parse`, or `default` when unset. A bad value is reported (and
+    /// `default` stands in, so the rest can still be checked).
+    fn parse<T>(&mut self, name: &str, default: T, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
+        let Some(raw) = self.raw(name) else {
+            return default;
+        };
+        match parse(&raw) {
+            Ok(value) => value,
+            Err(msg) => {
+                self.errors.push(format!("{name}={raw:?}: {msg}"));
+                default
+            }
+        }
+    }
+
+    fn number<T>(&mut self, name: &str, default: T, range: RangeInclusive<T>) -> T
+    where
+        T: FromStr + PartialOrd + Display + Copy,
+    {
+        self.parse(name, default, |raw| match raw.parse::<T>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(format!(
+                "expected a whole number from {} to {}",
+                range.start(),
+                range.end()
+            )),
+        })
+    }
+
+    /// A duration such as `90s`, `15m`, `1h 30m`, `7d`, `250ms` (or bare seconds).
+    fn duration(&mut self, name: &str, default: Duration, range: RangeInclusive<Duration>) -> Duration {
+        self.parse(name, default, |raw| {
+            let duration = parse_duration(raw)?;
+            if range.contains(&duration) {
+                Ok(duration)
+            } else {
+                Err(format!(
+                    "must be from {} to {}",
+                    humantime::format_duration(*range.start()),
+                    humantime::format_duration(*range.end())
+                ))
+            }
+        })
+    }
+
+    fn milliseconds(&mut self, name: &str, default: u64, range: RangeInclusive<u64>) -> Duration {
+        Duration::from_millis(self.number(name, default, range))
+    }
+
+    fn list<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Vec<T> {
+        self.parse(name, Vec::new(), |raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(&parse)
+                .collect()
+        })
+    }
+}
+
+/// Parses `3600` (seconds), `90s`, `15m`, `1h 30m`, `7d` or `250ms` into a positive duration.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let duration = match raw.trim().parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(raw.trim())
+            .map_err(|err| format!("expected a duration such as 3600, 90s, 15m, 1h or 7d ({err})"))?,
+    };
+    if duration.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(duration)
+}
 
 impl Config {
     /// Reads the process environment, after loading `.env` if there is one.
@@ -137,292 +213,191 @@ impl Config {
 
     /// Builds a configuration from any variable source (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut errors = Vec::new();
-        let var = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
+        let mut env = Reader {
+            get: &get,
+            errors: Vec::new(),
         };
-
-        let mut parse = |name: &str, default: &str, check: &dyn Fn(&str) -> Result<(), String>| {
-            let raw = var(name).unwrap_or_else(|| default.to_owned());
-            match check(&raw) {
-                Ok(()) => Some(raw),
-                Err(msg) => {
-                    errors.push(format!("{name}={raw:?}: {msg}"));
-                    None
-                }
-            }
-        };
-        let number = |range: std::ops::RangeInclusive<u64>| {
-            move |raw: &str| match raw.parse::<u64>() {
-                Ok(n) if range.contains(&n) => Ok(()),
-                _ => Err(format!(
-                    "expected a whole number from {} to {}",
-                    range.start(),
-                    range.end()
-                )),
-            }
-        };
-
-        let host = parse("HOST", "0.0.0.0", &|raw| {
-            raw.parse::<IpAddr>()
-                .map(|_| ())
+        let host = env.parse("HOST", IpAddr::from([0, 0, 0, 0]), |raw| {
+            raw.parse()
                 .map_err(|_| "expected an IP address such as 0.0.0.0 or 127.0.0.1".into())
         });
-        let port = parse("PORT", "3000", &number(0..=65535));
-        let database_max_connections = parse("DATABASE_MAX_CONNECTIONS", "10", &number(1..=1000));
-        let within = |max: Duration| {
-            move |raw: &str| match parse_duration(raw)? {
-                d if d <= max => Ok(()),
-                _ => Err(format!("must be at most {}s", max.as_secs())),
+        let port = env.number("PORT", 3000u16, 0..=65535);
+        let database = env.parse("DATABASE_URL", sqlite_default(), parse_database);
+        let database_max_connections = env.number("DATABASE_MAX_CONNECTIONS", 10u32, 1..=1000);
+        let redis_url = env.parse("REDIS_URL", None, |raw| {
+            if raw.starts_with("redis://") || raw.starts_with("rediss://") {
+                Ok(Some(raw.to_owned()))
+            } else {
+                Err("expected a redis:// or rediss:// URL".into())
             }
-        };
-        let jwt_ttl = parse("JWT_EXPIRES_IN", "1h", &within(30 * DAY));
-        let bcrypt_cost = parse("BCRYPT_COST", "12", &number(4..=31));
-        let seed_products = parse("SEED_PRODUCTS", "50", &number(0..=100_000));
-        let idempotency_ttl = parse("IDEMPOTENCY_TTL", "24h", &|raw| {
-            let d = parse_duration(raw)?;
-            if d < DAY || d > 30 * DAY {
-                return Err("must be from 24h to 30d".into());
-            }
-            Ok(())
         });
-        let payment_max_attempts = parse("PAYMENT_MAX_ATTEMPTS", "5", &number(1..=20));
-        let success_rate = parse(
-            "PAYMENT_SUCCESS_RATE",
-            "0.8",
-            &|raw| match raw.parse::<f64>() {
-                Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
-                _ => Err("expected a probability from 0 to 1, such as 0.8".into()),
-            },
+        let jwt_secret = env.parse("JWT_SECRET", None, |raw| {
+            if raw.len() < 32 {
+                Err("must be at least 32 bytes long".into())
+            } else {
+                Ok(Some(SecretString::from(raw)))
+            }
+        });
+        if jwt_secret.is_none() && database.is_postgres() && env.raw("JWT_SECRET").is_none() {
+            env.errors.push(
+                "JWT_SECRET: required with PostgreSQL (at least 32 bytes, e.g. `openssl rand -hex 32`)"
+                    .into(),
+            );
+        }
+        let jwt_ttl = env.duration("JWT_EXPIRES_IN", HOUR, SECOND..=30 * DAY);
+        let bcrypt_cost = env.number("BCRYPT_COST", 12u32, 4..=31);
+        let currency = env.parse("CURRENCY", "USD".to_owned(), |raw| {
+            if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
+                Ok(raw.to_owned())
+            } else {
+                Err("expected a three-letter ISO 4217 code such as USD".into())
+            }
+        });
+        let admin_email = env.parse("ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL.to_owned(), |raw| {
+            crate::domain::Email::parse(raw).map(|email| email.as_str().to_owned())
+        });
+        let admin_password = env.parse(
+            "ADMIN_PASSWORD",
+            SecretString::from(DEFAULT_ADMIN_PASSWORD),
+            |raw| crate::domain::Password::parse(raw).map(|_| SecretString::from(raw)),
         );
-        let latency_ms = parse("PAYMENT_LATENCY_MS", "500", &number(0..=600_000));
-        let backoff_base_ms = parse("PAYMENT_BACKOFF_BASE_MS", "1000", &number(1..=3_600_000));
-        let backoff_max_ms = parse("PAYMENT_BACKOFF_MAX_MS", "30000", &number(1..=86_400_000));
-        let workers = parse("WORKERS", "1", &|raw| match raw {
-            "0" | "1" | "true" | "false" => Ok(()),
-            _ => Err("expected 1 (run payment workers in this process) or 0".into()),
-        });
-        let worker_concurrency = parse("WORKER_CONCURRENCY", "16", &number(1..=1024));
-        let lease = parse("QUEUE_LEASE", "30s", &within(HOUR));
-        let sweep_interval = parse("SWEEP_INTERVAL", "5s", &within(HOUR));
-        let redis_key_prefix = parse("REDIS_KEY_PREFIX", "shop", &|raw| {
+        let seed_products = env.number("SEED_PRODUCTS", 50u32, 0..=100_000);
+        let idempotency_ttl = env.duration("IDEMPOTENCY_TTL", DAY, DAY..=30 * DAY);
+        let payments = PaymentConfig {
+            max_attempts: env.number("PAYMENT_MAX_ATTEMPTS", 5u8, 1..=20),
+            success_rate: env.parse("PAYMENT_SUCCESS_RATE", 0.8, |raw| match raw.parse::<f64>() {
+                Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+                _ => Err("expected a probability from 0 to 1, such as 0.8".into()),
+            }),
+            latency: env.milliseconds("PAYMENT_LATENCY_MS", 500, 0..=600_000),
+            backoff_base: env.milliseconds("PAYMENT_BACKOFF_BASE_MS", 1000, 1..=3_600_000),
+            backoff_max: env.milliseconds("PAYMENT_BACKOFF_MAX_MS", 30_000, 1..=86_400_000),
+            action_timeout: env.duration(
+                "PAYMENT_ACTION_TIMEOUT",
+                15 * 60 * SECOND,
+                Duration::from_millis(100)..=7 * DAY,
+            ),
+            workers: env.parse("WORKERS", true, |raw| match raw {
+                "1" | "true" => Ok(true),
+                "0" | "false" => Ok(false),
+                _ => Err("expected 1 (run payment workers in this process) or 0".into()),
+            }),
+            worker_concurrency: env.number("WORKER_CONCURRENCY", 16usize, 1..=1024),
+            lease: env.duration("QUEUE_LEASE", 30 * SECOND, Duration::from_millis(100)..=HOUR),
+            sweep_interval: env.duration(
+                "SWEEP_INTERVAL",
+                5 * SECOND,
+                Duration::from_millis(10)..=HOUR,
+            ),
+        };
+        if payments.lease <= payments.latency * 2 {
+            env.errors.push(format!(
+                "QUEUE_LEASE={:?}: must be more than twice PAYMENT_LATENCY_MS, or healthy attempts would be taken over",
+                humantime::format_duration(payments.lease).to_string()
+            ));
+        }
+        let redis_key_prefix = env.parse("REDIS_KEY_PREFIX", "shop".to_owned(), |raw| {
             if raw.len() <= 64
                 && raw
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c))
             {
-                Ok(())
+                Ok(raw.to_owned())
             } else {
                 Err("expected up to 64 letters, digits, '-', '_', ':' or '.'".into())
             }
         });
-        let redis_pool_size = parse("REDIS_POOL_SIZE", "8", &number(1..=256));
-        let rate_per_second = parse("RATE_LIMIT_PER_SECOND", "100", &number(0..=1_000_000));
-        let rate_burst = parse("RATE_LIMIT_BURST", "200", &number(1..=1_000_000));
-        let login_per_minute = parse("LOGIN_RATE_LIMIT_PER_MINUTE", "5", &number(0..=1_000_000));
-        let login_burst = parse("LOGIN_RATE_LIMIT_BURST", "5", &number(1..=1_000_000));
-        let trusted_proxies = parse("TRUSTED_PROXIES", "", &|raw| {
-            raw.split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .try_for_each(|p| parse_net(p).map(drop))
+        let redis_pool_size = env.number("REDIS_POOL_SIZE", 8usize, 1..=256);
+        let rate_per_second = env.number("RATE_LIMIT_PER_SECOND", 100u32, 0..=1_000_000);
+        let rate_burst = env.number("RATE_LIMIT_BURST", 200u32, 1..=1_000_000);
+        let api_rate = (rate_per_second > 0).then(|| Rate {
+            interval: (SECOND / rate_per_second).max(Duration::from_nanos(1)),
+            burst: rate_burst,
         });
-        let lockout_threshold = parse("LOGIN_LOCKOUT_THRESHOLD", "10", &number(1..=1000));
-        let lockout_window = parse("LOGIN_LOCKOUT_WINDOW", "15m", &within(DAY));
-        let cache_ttl = parse("CACHE_TTL", "10s", &within(HOUR));
-        let cors_origins = parse("CORS_ORIGINS", "", &|raw| {
-            raw.split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .try_for_each(|o| {
-                    if o == "*" || o.starts_with("http://") || o.starts_with("https://") {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "{o:?} is not an origin such as https://shop.example"
-                        ))
-                    }
-                })
-        });
-        let request_timeout = parse("REQUEST_TIMEOUT", "30s", &within(HOUR));
-        let currency = parse("CURRENCY", "USD", &|raw| {
-            if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
-                Ok(())
+        let trusted_proxies = env.list("TRUSTED_PROXIES", parse_net);
+        let login = LoginPolicy {
+            per_account_and_address: env.number("LOGIN_MAX_FAILURES", 5u32, 1..=1000),
+            per_address: env.number("LOGIN_MAX_FAILURES_PER_ADDRESS", 30u32, 1..=100_000),
+            per_account: env.number("LOGIN_LOCKOUT_THRESHOLD", 10u32, 1..=1000),
+            window: env.duration("LOGIN_LOCKOUT_WINDOW", 15 * 60 * SECOND, SECOND..=DAY),
+        };
+        let cache_ttl = env.duration("CACHE_TTL", 10 * SECOND, Duration::from_millis(1)..=HOUR);
+        let cors_origins = env.list("CORS_ORIGINS", |origin| {
+            if origin == "*" || origin.starts_with("http://") || origin.starts_with("https://") {
+                Ok(origin.to_owned())
             } else {
-                Err("expected a three-letter ISO 4217 code such as USD".into())
+                Err(format!(
+                    "{origin:?} is not an origin such as https://shop.example"
+                ))
             }
         });
-        let log_format = parse("LOG_FORMAT", "pretty", &|raw| match raw {
-            "pretty" | "json" => Ok(()),
+        let request_timeout = env.duration("REQUEST_TIMEOUT", 30 * SECOND, Duration::from_millis(1)..=HOUR);
+        let log_format = env.parse("LOG_FORMAT", LogFormat::Pretty, |raw| match raw {
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
             _ => Err("expected pretty or json".into()),
         });
-        let admin_email = parse("ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL, &|raw| {
-            crate::domain::Email::parse(raw).map(|_| ())
-        });
-        let admin_password = parse("ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD, &|raw| {
-            crate::domain::Password::parse(raw).map(|_| ())
-        });
-        let redis_url = parse("REDIS_URL", "", &|raw| {
-            if raw.is_empty() || raw.starts_with("redis://") || raw.starts_with("rediss://") {
-                Ok(())
-            } else {
-                Err("expected a redis:// or rediss:// URL".into())
-            }
-        })
-        .filter(|url| !url.is_empty());
-
-        let database = match var("DATABASE_URL") {
-            None => Some(DatabaseConfig::Sqlite {
-                path: PathBuf::from("data/shop.db"),
-            }),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Some(DatabaseConfig::Postgres { url })
-            }
-            Some(url) if url.starts_with("sqlite:") => {
-                let path = url
-                    .trim_start_matches("sqlite://")
-                    .trim_start_matches("sqlite:")
-                    .split('?')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                if path.is_empty() || path == ":memory:" {
-                    errors.push(
-                        "DATABASE_URL: a SQLite database must be a file, such as sqlite://data/shop.db"
-                            .into(),
-                    );
-                    None
-                } else {
-                    Some(DatabaseConfig::Sqlite {
-                        path: PathBuf::from(path),
-                    })
-                }
-            }
-            Some(_) => {
-                errors.push(
-                    "DATABASE_URL: expected postgres://user:pass@host/db or sqlite://path/to/file.db"
-                        .into(),
-                );
-                None
-            }
-        };
-
-        let jwt_secret = var("JWT_SECRET").map(Secret::new);
-        match (&jwt_secret, &database) {
-            (Some(secret), _) if secret.expose().len() < 32 => {
-                errors.push("JWT_SECRET: must be at least 32 bytes long".into())
-            }
-            (None, Some(DatabaseConfig::Postgres { .. })) => errors.push(
-                "JWT_SECRET: required with PostgreSQL (at least 32 bytes, e.g. `openssl rand -hex 32`)"
-                    .into(),
-            ),
-            _ => {}
+        if !env.errors.is_empty() {
+            return Err(ConfigError(env.errors));
         }
-
-        if let (Some(latency), Some(lease)) = (&latency_ms, &lease) {
-            let latency = Duration::from_millis(latency.parse().unwrap_or_default());
-            if parse_duration(lease).is_ok_and(|lease| lease <= latency * 2) {
-                errors.push(format!(
-                    "QUEUE_LEASE={lease:?}: must be more than twice PAYMENT_LATENCY_MS, or healthy attempts would be taken over"
-                ));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(ConfigError(errors));
-        }
-        // Every value below passed its check above.
-        let num = |v: Option<String>| v.and_then(|v| v.parse::<u64>().ok()).unwrap_or_default();
         Ok(Self {
-            host: host
-                .and_then(|h| h.parse().ok())
-                .unwrap_or([0, 0, 0, 0].into()),
-            port: num(port) as u16,
-            database: database.unwrap_or(DatabaseConfig::Sqlite {
-                path: PathBuf::from("data/shop.db"),
-            }),
-            database_max_connections: num(database_max_connections) as u32,
+            host,
+            port,
+            database,
+            database_max_connections,
             redis_url,
             jwt_secret,
-            jwt_ttl: jwt_ttl
-                .and_then(|v| parse_duration(&v).ok())
-                .unwrap_or_default(),
-            bcrypt_cost: num(bcrypt_cost) as u32,
-            currency: currency.unwrap_or_default(),
-            admin_email: admin_email.unwrap_or_default().to_lowercase(),
-            admin_password: Secret::new(admin_password.unwrap_or_default()),
-            seed_products: num(seed_products) as u32,
-            idempotency_ttl: idempotency_ttl
-                .and_then(|v| parse_duration(&v).ok())
-                .unwrap_or_default(),
-            payments: PaymentConfig {
-                max_attempts: num(payment_max_attempts) as u8,
-                success_rate: success_rate.and_then(|r| r.parse().ok()).unwrap_or(0.8),
-                latency: Duration::from_millis(num(latency_ms)),
-                backoff_base: Duration::from_millis(num(backoff_base_ms)),
-                backoff_max: Duration::from_millis(num(backoff_max_ms)),
-                workers: matches!(workers.as_deref(), Some("1" | "true")),
-                worker_concurrency: num(worker_concurrency) as usize,
-                lease: lease
-                    .and_then(|v| parse_duration(&v).ok())
-                    .unwrap_or_default(),
-                sweep_interval: sweep_interval
-                    .and_then(|v| parse_duration(&v).ok())
-                    .unwrap_or_default(),
-            },
-            api_rate: rate(
-                num(rate_per_second),
-                Duration::from_secs(1),
-                num(rate_burst),
-            ),
-            login_rate: rate(
-                num(login_per_minute),
-                Duration::from_secs(60),
-                num(login_burst),
-            ),
-            trusted_proxies: trusted_proxies
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| parse_net(p).ok())
-                .collect(),
-            lockout: crate::rate_limit::Lockout {
-                threshold: num(lockout_threshold) as u32,
-                window: lockout_window
-                    .and_then(|v| parse_duration(&v).ok())
-                    .unwrap_or_default(),
-            },
-            cache_ttl: cache_ttl
-                .and_then(|v| parse_duration(&v).ok())
-                .unwrap_or_default(),
-            cors_origins: cors_origins
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            request_timeout: request_timeout
-                .and_then(|v| parse_duration(&v).ok())
-                .unwrap_or_default(),
-            redis_key_prefix: redis_key_prefix.unwrap_or_default(),
-            redis_pool_size: num(redis_pool_size) as usize,
-            log_format: if log_format.as_deref() == Some("json") {
-                LogFormat::Json
-            } else {
-                LogFormat::Pretty
-            },
+            jwt_ttl,
+            bcrypt_cost,
+            currency,
+            admin_email,
+            admin_password,
+            seed_products,
+            idempotency_ttl,
+            payments,
+            redis_key_prefix,
+            redis_pool_size,
+            log_format,
+            api_rate,
+            trusted_proxies,
+            login,
+            cache_ttl,
+            cors_origins,
+            request_timeout,
         })
+    }
+
+    /// Whether the admin password is the documented default (so it may be shown).
+    pub fn admin_password_is_default(&self) -> bool {
+        self.admin_password.expose_secret() == DEFAULT_ADMIN_PASSWORD
     }
 }
 
-/// `per` requests per `period`, `burst` at once; `None` when `per` is 0 (off).
-fn rate(per: u64, period: Duration, burst: u64) -> Option<crate::rate_limit::Rate> {
-    (per > 0).then(|| crate::rate_limit::Rate {
-        interval: (period / u32::try_from(per).unwrap_or(u32::MAX)).max(Duration::from_nanos(1)),
-        burst: u32::try_from(burst).unwrap_or(u32::MAX),
+fn sqlite_default() -> DatabaseConfig {
+    DatabaseConfig::Sqlite {
+        path: PathBuf::from("data/shop.db"),
+    }
+}
+
+fn parse_database(url: &str) -> Result<DatabaseConfig, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(DatabaseConfig::Postgres {
+            url: url.to_owned(),
+        });
+    }
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Err("expected postgres://user:pass@host/db or sqlite://path/to/file.db".into());
+    };
+    let path = rest
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err("a SQLite database must be a file, such as sqlite://data/shop.db".into());
+    }
+    Ok(DatabaseConfig::Sqlite {
+        path: PathBuf::from(path),
     })
 }
 
@@ -431,35 +406,6 @@ fn parse_net(raw: &str) -> Result<ipnet::IpNet, String> {
     raw.parse::<ipnet::IpNet>()
         .or_else(|_| raw.parse::<IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("{raw:?} is not an IP address or network such as 10.0.0.0/8"))
-}
-
-/// Parses `3600`, `90s`, `15m`, `1h` or `7d` into a positive duration.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let raw = raw.trim();
-    let (digits, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => raw.split_at(i),
-        None => (raw, "s"),
-    };
-    let multiplier = match unit {
-        "ms" => 0,
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err("expected a duration such as 3600, 90s, 15m, 1h or 7d".into()),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| "expected a duration such as 3600, 90s, 15m, 1h or 7d".to_string())?;
-    let duration = if multiplier == 0 {
-        Duration::from_millis(n)
-    } else {
-        Duration::from_secs(n.saturating_mul(multiplier))
-    };
-    if duration.is_zero() {
-        return Err("must be greater than zero".into());
-    }
-    Ok(duration)
 }
 
 #[cfg(test)]
@@ -511,6 +457,8 @@ mod tests {
     fn reports_every_bad_value_by_name() {
         let err = config(&[("JWT_EXPIRES_IN", "99999999999d")]).unwrap_err();
         assert!(err.to_string().contains("JWT_EXPIRES_IN"), "{err}");
+        let err = config(&[("JWT_EXPIRES_IN", "31d")]).unwrap_err();
+        assert!(err.to_string().contains("JWT_EXPIRES_IN"), "{err}");
         let err = config(&[
             ("PORT", "http"),
             ("BCRYPT_COST", "2"),
@@ -536,12 +484,17 @@ mod tests {
     fn reads_rate_limits_and_proxies() {
         let c = config(&[
             ("RATE_LIMIT_PER_SECOND", "0"),
-            ("LOGIN_RATE_LIMIT_PER_MINUTE", "6"),
+            ("LOGIN_MAX_FAILURES", "6"),
             ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
         ])
         .unwrap();
         assert_eq!(c.api_rate, None);
-        assert_eq!(c.login_rate.unwrap().interval, Duration::from_secs(10));
+        assert_eq!(c.login.per_account_and_address, 6);
+        assert_eq!(c.login.window, Duration::from_secs(900));
+        assert_eq!(
+            config(&[("RATE_LIMIT_PER_SECOND", "4")]).unwrap().api_rate.unwrap().interval,
+            Duration::from_millis(250)
+        );
         assert_eq!(c.trusted_proxies.len(), 2);
         assert!(config(&[("TRUSTED_PROXIES", "proxy.local")]).is_err());
         assert!(config(&[("CORS_ORIGINS", "shop.example")]).is_err());
@@ -553,8 +506,9 @@ mod tests {
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("0").is_err());
-        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("1 banana").is_err());
         assert!(parse_duration("").is_err());
     }
 }

@@ -27,6 +27,8 @@ pub enum AppError {
         detail: String,
         errors: Option<FieldErrors>,
         retry_after: Option<u64>,
+        /// `RateLimit-Limit` and `RateLimit-Remaining` of a limited operation.
+        quota: Option<(u32, u32)>,
     },
     /// Anything else: logged, answered as a bare 500.
     #[error(transparent)]
@@ -41,6 +43,7 @@ impl AppError {
             detail: detail.into(),
             errors: None,
             retry_after: None,
+            quota: None,
         }
     }
 
@@ -56,6 +59,14 @@ impl AppError {
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
         if let Self::Problem { retry_after, .. } = &mut self {
             *retry_after = Some(seconds);
+        }
+        self
+    }
+
+    /// Tells the client how much of a limit is left (`RateLimit-Limit`, `-Remaining`).
+    pub fn with_quota(mut self, limit: u32, remaining: u32) -> Self {
+        if let Self::Problem { quota, .. } = &mut self {
+            *quota = Some((limit, remaining));
         }
         self
     }
@@ -165,27 +176,41 @@ pub struct Problem {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, code, detail, errors, retry_after) = match self {
+        match self {
             Self::Problem {
                 status,
                 code,
                 detail,
                 errors,
                 retry_after,
-            } => (status, code, detail, errors, retry_after),
+                quota,
+            } => {
+                let mut response = problem_response(status, code, detail, errors, retry_after);
+                if let Some((limit, remaining)) = quota {
+                    let headers = response.headers_mut();
+                    headers.insert("ratelimit-limit", HeaderValue::from(limit));
+                    headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+                }
+                response
+            }
             Self::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "An unexpected error occurred.".to_owned(),
-                    None,
-                    None,
-                )
+                internal_error_response()
             }
-        };
-        problem_response(status, code, detail, errors, retry_after)
+        }
     }
+}
+
+/// The answer to every failure on our side: a bare 500 that tells nothing (the cause is
+/// logged where it happened).
+pub fn internal_error_response() -> Response {
+    problem_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "An unexpected error occurred.".to_owned(),
+        None,
+        None,
+    )
 }
 
 impl Problem {
@@ -253,13 +278,7 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown panic");
     tracing::error!(panic = message, "handler panicked");
-    problem_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-        "An unexpected error occurred.".to_owned(),
-        None,
-        None,
-    )
+    internal_error_response()
 }
 
 /// The result type of handlers and services.

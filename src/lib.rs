@@ -2,9 +2,12 @@
 //! (simulated) asynchronous payments.
 //!
 //! The binary (`main.rs`) parses the command line; everything else lives here so the
-//! integration tests can start the very same [`app::Application`].
+//! integration tests can start the very same [`startup::Application`].
+//!
+//! Layers: `router` (the HTTP surface) → each domain's `routes` → its `service` (rules,
+//! transactions) → `lifecycle` (the order and payment state machine) and `inventory`
+//! (stock). `state` holds what handlers share; `startup` connects, serves and shuts down.
 
-pub mod app;
 pub mod auth;
 pub mod cache;
 pub mod clock;
@@ -15,7 +18,10 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod inventory;
+pub mod lifecycle;
 pub mod metrics;
+pub mod notifier;
 pub mod openapi;
 pub mod orders;
 pub mod pagination;
@@ -25,5 +31,8 @@ pub mod queue;
 pub mod rate_limit;
 pub mod realtime;
 pub mod redis_client;
+pub mod router;
 pub mod seed;
+pub mod startup;
+pub mod state;
 pub mod telemetry;

@@ -6,8 +6,9 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use shop::{
-    app::{AppState, Application, spawn_workers},
     config::Config,
+    payments::worker,
+    startup::{Application, build_state, spawn_workers},
     telemetry,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -77,9 +78,11 @@ async fn work(config: Config) -> anyhow::Result<()> {
              (on the embedded default, `shop serve` runs the workers itself)"
         );
     }
-    let (state, _realtime) = AppState::new(config).await?;
+    // The Socket.IO server is built (its Redis adapter carries the worker's events to the
+    // API instances' sockets) but not served.
+    let (state, _realtime) = build_state(config).await?;
     let stop = CancellationToken::new();
-    let workers = spawn_workers(&state, &stop);
+    let workers = spawn_workers(worker::Environment::from(&state), &stop);
     tracing::info!("shop worker running");
     shutdown_signal().await;
     stop.cancel();

@@ -9,11 +9,11 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use entity::order;
+use entity::{OrderStatus, order};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sea_orm::{ColumnTrait, EntityTrait, QuerySelect};
+use sea_orm::{ActiveEnum, ColumnTrait, EntityTrait, Iterable, QuerySelect};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -72,7 +72,7 @@ pub fn payment_finished(status: &'static str) {
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn render(State(state): State<AppState>) -> Response {
-    let counts: Result<Vec<(String, i64)>, _> = order::Entity::find()
+    let counts: Result<Vec<(OrderStatus, i64)>, _> = order::Entity::find()
         .select_only()
         .column(order::Column::Status)
         .column_as(order::Column::Id.count(), "n")
@@ -82,12 +82,12 @@ pub async fn render(State(state): State<AppState>) -> Response {
         .await;
     match counts {
         Ok(counts) => {
-            for status in crate::orders::OrderStatus::ALL {
+            for status in OrderStatus::iter() {
                 let n = counts
                     .iter()
-                    .find(|(s, _)| s == status.as_str())
+                    .find(|(s, _)| *s == status)
                     .map_or(0, |(_, n)| *n);
-                metrics::gauge!("orders", "status" => status.as_str()).set(n as f64);
+                metrics::gauge!("orders", "status" => status.to_value()).set(n as f64);
             }
         }
         Err(err) => tracing::warn!(error = %err, "metrics: cannot count orders"),

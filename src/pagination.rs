@@ -29,6 +29,17 @@ pub const DEFAULT_TAKE: u64 = 10;
 /// The largest `skip`; deeper pages are better served by filters.
 pub const MAX_SKIP: u64 = 1_000_000;
 
+impl<F> PageRequest<F> {
+    /// The direction rows are ordered in.
+    pub fn direction(&self) -> sea_orm::Order {
+        if self.descending {
+            sea_orm::Order::Desc
+        } else {
+            sea_orm::Order::Asc
+        }
+    }
+}
+
 impl<F: SortField> PageRequest<F> {
     /// Validates the raw parameters, adding a message per bad field to `errors`.
     /// Returns `None` when any of them was invalid.

@@ -1,6 +1,7 @@
-//! Rate limits: per client address (tower_governor) on the whole API and, tighter, on
-//! `POST /auth/login`; and per account, a lockout after repeated failed logins, kept in
-//! Redis when configured so guesses cannot be spread over instances or addresses.
+//! Rate limits: per client address (tower_governor) on the whole API, and on sign-in a
+//! [`LoginGuard`] that counts only failed logins (per account and address, per address,
+//! per account), kept in Redis when configured so guesses cannot be spread over instances
+//! or addresses, while people who sign in correctly are never refused.
 //!
 //! The client address is the peer's, unless the peer is a trusted proxy
 //! (`TRUSTED_PROXIES`): then it is the right-most `X-Forwarded-For` entry that is not one.
@@ -17,17 +18,20 @@ use std::{
 use async_trait::async_trait;
 use axum::{
     body::Body,
-    extract::ConnectInfo,
-    http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode},
+    extract::{ConnectInfo, FromRef, FromRequestParts},
+    http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, request::Parts},
 };
 use fred::{clients::Pool, interfaces::KeysInterface, types::scripts::Script};
+use governor::middleware::StateInformationMiddleware;
 use ipnet::IpNet;
 use tower_governor::{
-    GovernorError, GovernorLayer, governor::GovernorConfigBuilder, key_extractor::KeyExtractor,
+    GovernorError, GovernorLayer,
+    governor::{GovernorConfig, GovernorConfigBuilder},
+    key_extractor::KeyExtractor,
 };
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::error::problem_response;
+use crate::error::{AppError, internal_error_response, problem_response};
 
 /// A request rate: `per_period` requests replenished over `period`, up to `burst` at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +78,29 @@ impl ClientIp {
     }
 }
 
+/// The client's address, as [`ClientIp`] resolves it.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddress(pub IpAddr);
+
+impl<S> FromRequestParts<S> for ClientAddress
+where
+    S: Send + Sync,
+    ClientIp: FromRef<S>,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .ok_or_else(|| {
+                AppError::Internal(anyhow::anyhow!("served without the peer address (ConnectInfo)"))
+            })?;
+        Ok(Self(ClientIp::from_ref(state).resolve(peer, &parts.headers)))
+    }
+}
+
 impl KeyExtractor for ClientIp {
     type Key = IpAddr;
 
@@ -87,39 +114,54 @@ impl KeyExtractor for ClientIp {
     }
 }
 
-/// Limits every route of `router` to `rate` per client address. `None` leaves it unlimited.
-pub fn limit<S: Clone + Send + Sync + 'static>(
-    router: OpenApiRouter<S>,
-    rate: Option<Rate>,
-    clients: &ClientIp,
-) -> OpenApiRouter<S> {
-    let Some(rate) = rate else {
-        return router;
-    };
-    let Some(config) = GovernorConfigBuilder::default()
-        .key_extractor(clients.clone())
-        .period(rate.interval)
-        .burst_size(rate.burst.max(1))
-        .use_headers()
-        .finish()
-    else {
-        return router;
-    };
-    let config = Arc::new(config);
-    // Forget addresses that have been quiet, so the table does not grow for ever.
-    let limiter = config.limiter().clone();
-    tokio::spawn(async move {
+/// The per-address limit on the whole API, built once per process and shared by every
+/// router built from it.
+#[derive(Clone)]
+pub struct ApiLimiter {
+    config: Arc<GovernorConfig<ClientIp, StateInformationMiddleware>>,
+}
+
+impl ApiLimiter {
+    /// `None` when `rate` is `None` (no limit).
+    pub fn new(rate: Option<Rate>, clients: &ClientIp) -> Option<Self> {
+        let rate = rate?;
+        let config = GovernorConfigBuilder::default()
+            .key_extractor(clients.clone())
+            .period(rate.interval)
+            .burst_size(rate.burst.max(1))
+            .use_headers()
+            .finish()?;
+        Some(Self {
+            config: Arc::new(config),
+        })
+    }
+
+    /// Limits every route of `router`.
+    pub fn apply<S: Clone + Send + Sync + 'static>(
+        &self,
+        router: OpenApiRouter<S>,
+    ) -> OpenApiRouter<S> {
+        let layer = GovernorLayer::new(self.config.clone()).error_handler(too_many_requests);
+        router
+            .layer(layer)
+            .layer(axum::middleware::map_response(standard_headers))
+    }
+
+    /// Forgets addresses that have been quiet, every minute until `stop`, so the table
+    /// does not grow for ever.
+    pub async fn prune_until(self, stop: tokio_util::sync::CancellationToken) {
+        let limiter = self.config.limiter().clone();
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
-            tick.tick().await;
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                }
+            }
         }
-    });
-    let layer = GovernorLayer::new(config).error_handler(too_many_requests);
-    router
-        .layer(layer)
-        .layer(axum::middleware::map_response(standard_headers))
+    }
 }
 
 fn too_many_requests(error: GovernorError) -> Response<Body> {
@@ -141,13 +183,10 @@ fn too_many_requests(error: GovernorError) -> Response<Body> {
                 .insert(RATELIMIT_REMAINING, HeaderValue::from(0));
             response
         }
-        GovernorError::UnableToExtractKey => problem_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "An unexpected error occurred.".to_owned(),
-            None,
-            None,
-        ),
+        GovernorError::UnableToExtractKey => {
+            tracing::error!("rate limit: the client address is unknown (served without ConnectInfo)");
+            internal_error_response()
+        }
         GovernorError::Other { code, msg, .. } => problem_response(
             code,
             "rate_limited",
@@ -187,141 +226,312 @@ async fn standard_headers(mut response: Response<Body>) -> Response<Body> {
     response
 }
 
-/// Failed-login accounting per account.
-#[async_trait]
-pub trait LoginAttempts: Send + Sync {
-    /// How long the account stays locked, if it is.
-    async fn locked_for(&self, account: &str) -> Option<Duration>;
-    /// Counts a failure; returns the lock duration when this failure locked the account.
-    async fn failed(&self, account: &str) -> Option<Duration>;
-    /// A successful login clears the count.
-    async fn succeeded(&self, account: &str);
-}
-
-/// The lockout policy: `threshold` failures within `window` lock the account for `window`.
-#[derive(Clone, Copy, Debug)]
-pub struct Lockout {
-    pub threshold: u32,
+/// How many failed logins are allowed within `window`, counted three ways: per account from
+/// one address, per address across accounts, and per account across addresses. Only
+/// failures count, so a person who signs in correctly is never refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginPolicy {
+    /// Failures on one account from one address (`LOGIN_MAX_FAILURES`).
+    pub per_account_and_address: u32,
+    /// Failures from one address, whatever the account (`LOGIN_MAX_FAILURES_PER_ADDRESS`):
+    /// higher, since an office shares one address.
+    pub per_address: u32,
+    /// Failures on one account, whatever the address (`LOGIN_LOCKOUT_THRESHOLD`): the
+    /// account is locked.
+    pub per_account: u32,
+    /// How long failures are counted (from the first) and a limit holds (from the failure
+    /// that reached it).
     pub window: Duration,
 }
 
-/// Failed logins counted in this process (the embedded default).
-pub struct MemoryLoginAttempts {
-    policy: Lockout,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+/// Where failed logins are counted: Redis when configured (shared by every instance), or
+/// this process. Each key counts failures within a window that opens with the first.
+#[async_trait]
+pub trait FailureCounter: Send + Sync {
+    /// The count and time left of each key (0 and zero when absent). `None` when the
+    /// backend is down: limits then fail open.
+    async fn read(&self, keys: &[String]) -> Option<Vec<(u32, Duration)>>;
+    /// Counts one failure on each key; a key reaching `threshold` (its own, same order)
+    /// is re-armed for the whole window. Answers as [`read`](Self::read).
+    async fn add(
+        &self,
+        keys: &[String],
+        thresholds: &[u32],
+        window: Duration,
+    ) -> Option<Vec<(u32, Duration)>>;
+    /// Forgets these keys.
+    async fn clear(&self, keys: &[String]);
 }
 
-impl MemoryLoginAttempts {
-    pub fn new(policy: Lockout) -> Self {
-        Self {
-            policy,
-            failures: Mutex::default(),
+/// Applies a [`LoginPolicy`] with a [`FailureCounter`].
+pub struct LoginGuard {
+    policy: LoginPolicy,
+    counter: Arc<dyn FailureCounter>,
+}
+
+/// What a login attempt may still do: the tightest of the three limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginBudget {
+    pub limit: u32,
+    pub remaining: u32,
+}
+
+impl LoginGuard {
+    pub fn new(policy: LoginPolicy, counter: Arc<dyn FailureCounter>) -> Self {
+        Self { policy, counter }
+    }
+
+    fn keys(account: &str, address: IpAddr) -> [String; 3] {
+        [
+            format!("account-address:{account}|{address}"),
+            format!("address:{address}"),
+            format!("account:{account}"),
+        ]
+    }
+
+    fn thresholds(&self) -> [u32; 3] {
+        [
+            self.policy.per_account_and_address,
+            self.policy.per_address,
+            self.policy.per_account,
+        ]
+    }
+
+    /// 429 when any limit is reached (before the password is even looked at).
+    pub async fn check(&self, account: &str, address: IpAddr) -> Result<LoginBudget, AppError> {
+        let counts = self.counter.read(&Self::keys(account, address)).await;
+        self.judge(counts)
+    }
+
+    /// Counts a failed login; the answer is the 401 to give, or 429 when this failure
+    /// reached a limit.
+    pub async fn failed(&self, account: &str, address: IpAddr, refusal: AppError) -> AppError {
+        let counts = self
+            .counter
+            .add(
+                &Self::keys(account, address),
+                &self.thresholds(),
+                self.policy.window,
+            )
+            .await;
+        match self.judge(counts) {
+            Ok(budget) => refusal.with_quota(budget.limit, budget.remaining),
+            Err(limited) => limited,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
+    /// A correct login clears this account's failures (not the address's: a valid account
+    /// must not become a way to reset guesses against others).
+    pub async fn succeeded(&self, account: &str, address: IpAddr) {
+        let [pair, _, account] = Self::keys(account, address);
+        self.counter.clear(&[pair, account]).await;
+    }
+
+    fn judge(&self, counts: Option<Vec<(u32, Duration)>>) -> Result<LoginBudget, AppError> {
+        let thresholds = self.thresholds();
+        let Some(counts) = counts else {
+            // Fail open: an outage of the counter must not lock everyone out.
+            return Ok(LoginBudget {
+                limit: thresholds[0],
+                remaining: thresholds[0],
+            });
+        };
+        let over = counts
+            .iter()
+            .zip(thresholds)
+            .enumerate()
+            .filter(|(_, ((count, left), threshold))| *count >= *threshold && !left.is_zero())
+            .max_by_key(|(_, ((_, left), _))| *left);
+        if let Some((which, ((_, left), threshold))) = over {
+            let seconds = left.as_secs().max(1);
+            let (code, detail) = if which == 2 {
+                (
+                    "account_locked",
+                    format!("Too many failed sign-ins for this account; try again in {seconds} s."),
+                )
+            } else {
+                (
+                    "rate_limited",
+                    format!("Too many failed sign-ins from this address; try again in {seconds} s."),
+                )
+            };
+            return Err(AppError::new(StatusCode::TOO_MANY_REQUESTS, code, detail)
+                .with_retry_after(seconds)
+                .with_quota(threshold, 0));
+        }
+        let (count, threshold) = counts
+            .iter()
+            .zip(thresholds)
+            .map(|((count, _), threshold)| (*count, threshold))
+            .min_by_key(|(count, threshold)| threshold.saturating_sub(*count))
+            .unwrap_or((0, thresholds[0]));
+        Ok(LoginBudget {
+            limit: threshold,
+            remaining: threshold.saturating_sub(count),
+        })
+    }
+}
+
+/// Failed logins counted in this process (the embedded default).
+#[derive(Default)]
+pub struct MemoryFailureCounter {
+    failures: Mutex<HashMap<String, (u32, Instant, Duration)>>,
+}
+
+impl MemoryFailureCounter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant, Duration)>> {
         self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
+fn time_left(since: Instant, window: Duration) -> Duration {
+    window.saturating_sub(since.elapsed())
+}
+
 #[async_trait]
-impl LoginAttempts for MemoryLoginAttempts {
-    async fn locked_for(&self, account: &str) -> Option<Duration> {
+impl FailureCounter for MemoryFailureCounter {
+    async fn read(&self, keys: &[String]) -> Option<Vec<(u32, Duration)>> {
         let failures = self.lock();
-        let (count, since) = failures.get(account)?;
-        let left = self.policy.window.checked_sub(since.elapsed())?;
-        (*count >= self.policy.threshold).then_some(left)
+        Some(
+            keys.iter()
+                .map(|key| match failures.get(key) {
+                    Some((count, since, window)) if !time_left(*since, *window).is_zero() => {
+                        (*count, time_left(*since, *window))
+                    }
+                    _ => (0, Duration::ZERO),
+                })
+                .collect(),
+        )
     }
 
-    async fn failed(&self, account: &str) -> Option<Duration> {
+    async fn add(
+        &self,
+        keys: &[String],
+        thresholds: &[u32],
+        window: Duration,
+    ) -> Option<Vec<(u32, Duration)>> {
         let mut failures = self.lock();
+        failures.retain(|_, (_, since, window)| !time_left(*since, *window).is_zero());
         let now = Instant::now();
-        failures.retain(|_, (_, since)| since.elapsed() < self.policy.window);
-        let entry = failures.entry(account.to_owned()).or_insert((0, now));
-        entry.0 += 1;
-        if entry.0 == self.policy.threshold {
-            // The lock lasts the whole window from here.
-            entry.1 = now;
-        }
-        (entry.0 >= self.policy.threshold)
-            .then(|| self.policy.window.saturating_sub(entry.1.elapsed()))
+        Some(
+            keys.iter()
+                .zip(thresholds)
+                .map(|(key, threshold)| {
+                    let entry = failures.entry(key.clone()).or_insert((0, now, window));
+                    entry.0 += 1;
+                    if entry.0 == *threshold {
+                        entry.1 = now;
+                    }
+                    (entry.0, time_left(entry.1, entry.2))
+                })
+                .collect(),
+        )
     }
 
-    async fn succeeded(&self, account: &str) {
-        self.lock().remove(account);
+    async fn clear(&self, keys: &[String]) {
+        let mut failures = self.lock();
+        for key in keys {
+            failures.remove(key);
+        }
     }
 }
 
-// The window opens with the first failure; reaching the threshold re-arms it, so a lock
-// always lasts the whole window.
-const COUNT_FAILURE: &str = r#"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 or n == tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {n, redis.call('PTTL', KEYS[1])}
+// ARGV: window ms, then one threshold per key. The window opens with the first failure;
+// reaching the threshold re-arms it, so a limit always holds for the whole window.
+const ADD_FAILURES: &str = r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 or n == tonumber(ARGV[i + 1]) then redis.call('PEXPIRE', key, ARGV[1]) end
+  table.insert(out, n)
+  table.insert(out, redis.call('PTTL', key))
+end
+return out
+"#;
+
+const READ_FAILURES: &str = r#"
+local out = {}
+for _, key in ipairs(KEYS) do
+  table.insert(out, tonumber(redis.call('GET', key) or '0'))
+  table.insert(out, redis.call('PTTL', key))
+end
+return out
 "#;
 
 /// Failed logins counted in Redis, shared by every instance.
-pub struct RedisLoginAttempts {
+pub struct RedisFailureCounter {
     pool: Pool,
     prefix: String,
-    policy: Lockout,
-    script: Script,
+    add: Script,
+    read: Script,
 }
 
-impl RedisLoginAttempts {
-    pub fn new(pool: Pool, prefix: &str, policy: Lockout) -> Self {
+impl RedisFailureCounter {
+    pub fn new(pool: Pool, prefix: &str) -> Self {
         Self {
             pool,
             prefix: format!("{prefix}:login-failures:"),
-            policy,
-            script: Script::from_lua(COUNT_FAILURE),
+            add: Script::from_lua(ADD_FAILURES),
+            read: Script::from_lua(READ_FAILURES),
         }
     }
 
-    fn key(&self, account: &str) -> String {
-        format!("{}{account}", self.prefix)
+    fn keys(&self, keys: &[String]) -> Vec<String> {
+        keys.iter().map(|k| format!("{}{k}", self.prefix)).collect()
     }
 }
 
-#[async_trait]
-impl LoginAttempts for RedisLoginAttempts {
-    async fn locked_for(&self, account: &str) -> Option<Duration> {
-        let client = self.pool.next();
-        let key = self.key(account);
-        let count: Option<u32> = client.get(&key).await.ok()?;
-        if count? < self.policy.threshold {
-            return None;
-        }
-        let ttl: i64 = client.pttl(&key).await.ok()?;
-        (ttl > 0).then(|| Duration::from_millis(ttl as u64))
-    }
+/// Pairs of (count, ttl ms) as the scripts answer them.
+fn pairs(flat: Vec<i64>) -> Vec<(u32, Duration)> {
+    flat.chunks(2)
+        .map(|pair| {
+            let count = u32::try_from(pair[0]).unwrap_or(0);
+            let ttl = pair.get(1).copied().unwrap_or(-1);
+            let left = u64::try_from(ttl).map_or(Duration::ZERO, Duration::from_millis);
+            (count, left)
+        })
+        .collect()
+}
 
-    async fn failed(&self, account: &str) -> Option<Duration> {
-        let window = self.policy.window.as_millis().to_string();
-        let result: Result<(u32, i64), _> = self
-            .script
-            .evalsha_with_reload(
-                self.pool.next(),
-                vec![self.key(account)],
-                vec![window, self.policy.threshold.to_string()],
-            )
+#[async_trait]
+impl FailureCounter for RedisFailureCounter {
+    async fn read(&self, keys: &[String]) -> Option<Vec<(u32, Duration)>> {
+        let result: Result<Vec<i64>, _> = self
+            .read
+            .evalsha_with_reload(self.pool.next(), self.keys(keys), Vec::<String>::new())
             .await;
         match result {
-            Ok((count, ttl)) if count >= self.policy.threshold && ttl > 0 => {
-                Some(Duration::from_millis(ttl as u64))
-            }
-            Ok(_) => None,
+            Ok(flat) => Some(pairs(flat)),
             Err(err) => {
-                // Fail open: a Redis outage must not lock everyone out; the per-address
-                // limit still applies.
+                tracing::warn!(error = %err, "could not read failed logins");
+                None
+            }
+        }
+    }
+
+    async fn add(
+        &self,
+        keys: &[String],
+        thresholds: &[u32],
+        window: Duration,
+    ) -> Option<Vec<(u32, Duration)>> {
+        let mut args = vec![window.as_millis().to_string()];
+        args.extend(thresholds.iter().map(u32::to_string));
+        let result: Result<Vec<i64>, _> = self
+            .add
+            .evalsha_with_reload(self.pool.next(), self.keys(keys), args)
+            .await;
+        match result {
+            Ok(flat) => Some(pairs(flat)),
+            Err(err) => {
                 tracing::warn!(error = %err, "could not count a failed login");
                 None
             }
         }
     }
 
-    async fn succeeded(&self, account: &str) {
-        let _: Result<i64, _> = self.pool.next().del(self.key(account)).await;
+    async fn clear(&self, keys: &[String]) {
+        let _: Result<i64, _> = self.pool.next().del(self.keys(keys)).await;
     }
 }
 
@@ -361,19 +571,51 @@ mod tests {
         );
     }
 
+    fn guard() -> LoginGuard {
+        LoginGuard::new(
+            LoginPolicy {
+                per_account_and_address: 2,
+                per_address: 3,
+                per_account: 4,
+                window: Duration::from_secs(60),
+            },
+            Arc::new(MemoryFailureCounter::default()),
+        )
+    }
+
+    fn refusal() -> AppError {
+        AppError::unauthorized("no")
+    }
+
+    fn code(err: &AppError) -> &'static str {
+        match err {
+            AppError::Problem { code, .. } => code,
+            AppError::Internal(_) => "internal",
+        }
+    }
+
     #[tokio::test]
-    async fn memory_lockout_locks_after_the_threshold_and_resets_on_success() {
-        let attempts = MemoryLoginAttempts::new(Lockout {
-            threshold: 3,
-            window: Duration::from_secs(60),
-        });
-        assert_eq!(attempts.failed("a@x.io").await, None);
-        assert_eq!(attempts.failed("a@x.io").await, None);
-        assert!(attempts.locked_for("a@x.io").await.is_none());
-        assert!(attempts.failed("a@x.io").await.is_some());
-        assert!(attempts.locked_for("a@x.io").await.is_some());
-        assert!(attempts.locked_for("b@x.io").await.is_none());
-        attempts.succeeded("a@x.io").await;
-        assert!(attempts.locked_for("a@x.io").await.is_none());
+    async fn only_failures_count_and_each_limit_holds_on_its_own() {
+        let g = guard();
+        let (home, office) = (ip("1.1.1.1"), ip("2.2.2.2"));
+        // Successes cost nothing.
+        for _ in 0..100 {
+            assert!(g.check("a", home).await.is_ok());
+            g.succeeded("a", home).await;
+        }
+        // Per account and address: the second failure reaches the limit.
+        assert_eq!(code(&g.failed("a", home, refusal()).await), "unauthorized");
+        assert_eq!(code(&g.failed("a", home, refusal()).await), "rate_limited");
+        assert_eq!(code(&g.check("a", home).await.unwrap_err()), "rate_limited");
+        // Another account from the same address is still welcome.
+        assert!(g.check("b", home).await.is_ok());
+        // Per address across accounts: the third failure from `home` reaches it.
+        assert_eq!(code(&g.failed("b", home, refusal()).await), "rate_limited");
+        assert_eq!(code(&g.check("c", home).await.unwrap_err()), "rate_limited");
+        // Per account across addresses: `a` has 2; two more from elsewhere lock it.
+        assert_eq!(code(&g.failed("a", office, refusal()).await), "unauthorized");
+        assert_eq!(code(&g.failed("a", ip("3.3.3.3"), refusal()).await), "account_locked");
+        assert_eq!(code(&g.check("a", ip("4.4.4.4")).await.unwrap_err()), "account_locked");
+        assert!(g.check("d", office).await.is_ok());
     }
 }

@@ -1,18 +1,20 @@
 //! Seeding: the admin account and a fake catalog, both idempotent. Used by the `seed`
-//! binary and by the first `shop serve` on an empty embedded database.
+//! binary and by the first `shop serve` on an empty embedded database. It needs only the
+//! database and the password hasher.
 
 use entity::{product, user};
 use fake::{
     Fake,
     faker::{company::en::Buzzword, lorem::en::Sentence},
 };
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::{
-    app::AppState,
-    auth::{Role, service::create_user},
+    auth::{PasswordHasher, Role, service::create_user},
     clock,
+    config::{Config, DEFAULT_ADMIN_PASSWORD},
     domain::{Email, Password},
     error::AppError,
 };
@@ -48,7 +50,8 @@ pub struct SeedReport {
 /// Creates the admin account unless the email exists, and adds fake products until the
 /// live catalog has at least `products`.
 pub async fn run(
-    state: &AppState,
+    db: &DatabaseConnection,
+    passwords: &PasswordHasher,
     admin_email: &str,
     admin_password: &str,
     products: u64,
@@ -58,13 +61,13 @@ pub async fn run(
         Password::parse(admin_password).map_err(|m| anyhow::anyhow!("ADMIN_PASSWORD {m}"))?;
     let exists = user::Entity::find()
         .filter(user::Column::Email.eq(email.as_str()))
-        .count(&state.db)
+        .count(db)
         .await?
         > 0;
     let admin_created = if exists {
         false
     } else {
-        match create_user(state, &email, Some("Admin".into()), &password, Role::Admin).await {
+        match create_user(db, passwords, &email, Some("Admin".into()), &password, Role::Admin).await {
             Ok(_) => true,
             // Another process seeded it at the same moment.
             Err(AppError::Problem {
@@ -77,7 +80,7 @@ pub async fn run(
 
     let live = product::Entity::find()
         .filter(product::Column::DeletedAt.is_null())
-        .count(&state.db)
+        .count(db)
         .await?;
     let missing = products.saturating_sub(live);
     let now = clock::now();
@@ -100,16 +103,49 @@ pub async fn run(
         .collect();
     for chunk in rows.chunks(500) {
         product::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(&state.db)
+            .exec_without_returning(db)
             .await?;
-    }
-    if missing > 0 {
-        state.cache.bump().await;
     }
     Ok(SeedReport {
         admin_created,
         products_created: missing,
     })
+}
+
+/// On an empty database, seeds the admin (`ADMIN_EMAIL`, `ADMIN_PASSWORD`) and
+/// `SEED_PRODUCTS` products, and says how to sign in.
+pub async fn first_run(
+    db: &DatabaseConnection,
+    passwords: &PasswordHasher,
+    config: &Config,
+) -> anyhow::Result<()> {
+    if user::Entity::find().count(db).await? > 0 {
+        return Ok(());
+    }
+    let report = run(
+        db,
+        passwords,
+        &config.admin_email,
+        config.admin_password.expose_secret(),
+        u64::from(config.seed_products),
+    )
+    .await?;
+    if config.admin_password_is_default() {
+        // The documented default, so nothing secret: show it so a newcomer can sign in.
+        tracing::info!(
+            admin_email = %config.admin_email,
+            admin_password = DEFAULT_ADMIN_PASSWORD,
+            products = report.products_created,
+            "empty database: seeded an admin account and a catalog; set ADMIN_PASSWORD for anything but a trial"
+        );
+    } else {
+        tracing::info!(
+            admin_email = %config.admin_email,
+            products = report.products_created,
+            "empty database: seeded an admin account (password from ADMIN_PASSWORD) and a catalog"
+        );
+    }
+    Ok(())
 }
 
 fn capitalize(word: &str) -> String {

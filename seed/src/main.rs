@@ -1,8 +1,11 @@
 //! `cargo run -p seed -- [--products N]`: creates the admin account (`ADMIN_EMAIL`,
 //! `ADMIN_PASSWORD`) and a fake catalog of at least N live products. Safe to run again.
+//! Needs the database (and Redis, when configured, to refresh the catalog cache); no
+//! HTTP or Socket.IO.
 
 use clap::Parser;
-use shop::{app::AppState, config::Config, seed};
+use secrecy::ExposeSecret;
+use shop::{auth::PasswordHasher, config::Config, db, seed, startup::Backends};
 
 #[derive(Parser)]
 #[command(name = "seed", about = "Seed the admin account and a fake catalog")]
@@ -16,9 +19,21 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::from_env()?;
-    let (email, password) = (config.admin_email.clone(), config.admin_password.clone());
-    let (state, _realtime) = AppState::new(config).await?;
-    let report = seed::run(&state, &email, password.expose(), args.products).await?;
+    let db = db::connect(&config).await?;
+    let passwords = PasswordHasher::new(config.bcrypt_cost)?;
+    let email = config.admin_email.clone();
+    let report = seed::run(
+        &db,
+        &passwords,
+        &email,
+        config.admin_password.expose_secret(),
+        args.products,
+    )
+    .await?;
+    if report.products_created > 0 {
+        // Catalog reads cached by running instances must not hide the new products.
+        Backends::connect(&config).await?.cache.bump().await;
+    }
     println!(
         "admin {email}: {}; products added: {}",
         if report.admin_created {

@@ -59,7 +59,7 @@ impl From<entity::user::Model> for UserResponse {
             id: user.id,
             email: user.email,
             name: user.name,
-            role: Role::parse(&user.role).unwrap_or(Role::Client),
+            role: user.role,
             created_at: user.created_at,
             updated_at: user.updated_at,
         }

@@ -1,49 +1,26 @@
-//! Accounts and authentication: roles, JWTs, password hashing, the auth extractors and the
-//! `/auth` routes.
+//! Accounts and authentication: JWTs, password hashing, the signing-key file, the auth
+//! extractors and the `/auth` routes.
 
 pub mod dto;
 mod jwt;
 mod password;
 pub mod routes;
+mod secret;
 pub mod service;
 
-pub use jwt::{Claims, JwtKeys};
-pub use password::PasswordHasher;
+use std::sync::Arc;
 
 use axum::{
-    extract::{FromRequestParts, OptionalFromRequestParts},
+    extract::{FromRef, FromRequestParts, OptionalFromRequestParts},
     http::{header, request::Parts},
 };
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+pub use entity::Role;
+pub use jwt::{Claims, JwtKeys};
+pub use password::PasswordHasher;
+pub use secret::jwt_secret;
 use uuid::Uuid;
 
-use crate::{app::AppState, error::AppError};
-
-/// What an account may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Role {
-    Client,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Client => "CLIENT",
-            Role::Admin => "ADMIN",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "CLIENT" => Some(Role::Client),
-            "ADMIN" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
+use crate::error::AppError;
 
 /// The authenticated caller, from a valid `Authorization: Bearer` token.
 ///
@@ -80,31 +57,42 @@ impl From<Claims> for AuthUser {
     }
 }
 
-fn bearer_token(parts: &Parts) -> Result<Option<&str>, AppError> {
+/// The token of an `Authorization` value of the form `Bearer <token>` (the scheme in any
+/// case); `None` for anything else. The one parser of bearer credentials, for HTTP and
+/// Socket.IO alike.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The bearer token of a request; `Ok(None)` when there is no `Authorization` header, 401
+/// when there is one of another form.
+fn request_token(parts: &Parts) -> Result<Option<&str>, AppError> {
     let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value
+    value
         .to_str()
-        .map_err(|_| AppError::unauthorized("The Authorization header is not valid text."))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim()))
-        }
-        _ => Err(AppError::unauthorized(
-            "The Authorization header must be `Bearer <access_token>`.",
-        )),
-    }
+        .ok()
+        .and_then(bearer)
+        .map(Some)
+        .ok_or_else(|| {
+            AppError::unauthorized("The Authorization header must be `Bearer <access_token>`.")
+        })
 }
 
-impl FromRequestParts<AppState> for AuthUser {
+/// Works with any state that can hand out the signing keys.
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    Arc<JwtKeys>: FromRef<S>,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        match bearer_token(parts)? {
-            Some(token) => Ok(state.jwt.verify(token)?.into()),
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        match request_token(parts)? {
+            Some(token) => Ok(Arc::<JwtKeys>::from_ref(state).verify(token)?.into()),
             None => Err(AppError::unauthorized(
                 "Sign in and send `Authorization: Bearer <access_token>`.",
             )),
@@ -113,16 +101,32 @@ impl FromRequestParts<AppState> for AuthUser {
 }
 
 /// `Option<AuthUser>`: anonymous callers are welcome, but a token that is sent must be valid.
-impl OptionalFromRequestParts<AppState> for AuthUser {
+impl<S> OptionalFromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    Arc<JwtKeys>: FromRef<S>,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Option<Self>, AppError> {
-        match bearer_token(parts)? {
-            Some(token) => Ok(Some(state.jwt.verify(token)?.into())),
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, AppError> {
+        match request_token(parts)? {
+            Some(token) => Ok(Some(Arc::<JwtKeys>::from_ref(state).verify(token)?.into())),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn bearer_values_parse_one_way() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("BEARER abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("abc"), None);
     }
 }

@@ -9,22 +9,17 @@ use super::{
     service,
 };
 use crate::{
-    app::AppState,
     error::{AppResult, Problem},
     extract::Json,
-    rate_limit::{self, ClientIp, Rate},
+    rate_limit::ClientAddress,
+    state::AppState,
 };
 
-/// The `/auth` routes; `POST /auth/login` limited to `login_rate` per client address.
-pub fn router(login_rate: Option<Rate>, clients: &ClientIp) -> OpenApiRouter<AppState> {
-    let login = rate_limit::limit(
-        OpenApiRouter::new().routes(routes!(login)),
-        login_rate,
-        clients,
-    );
+/// The `/auth` routes.
+pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register))
-        .merge(login)
+        .routes(routes!(login))
         .routes(routes!(me))
 }
 
@@ -40,25 +35,38 @@ async fn register(
     State(state): State<AppState>,
     Json(body): Json<RegisterRequest>,
 ) -> AppResult<(StatusCode, Json<AuthResponse>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(service::register(&state, body).await?),
-    ))
+    let session = service::register(&state.db, &state.passwords, &state.jwt, body).await?;
+    Ok((StatusCode::CREATED, Json(session)))
 }
 
-/// Sign in. Rate limited per client address.
+/// Sign in. Failed attempts are limited per account and address, per address and per
+/// account; correct sign-ins never count.
 #[utoipa::path(post, path = "/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, body = AuthResponse),
-        (status = 401, description = "Unknown email or wrong password (`invalid_credentials`)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts from this address (`rate_limited`) or on this account (`account_locked`); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown email or wrong password (`invalid_credentials`); `RateLimit-Remaining` says how many failures are left",
+            body = Problem, content_type = "application/problem+json",
+            headers(("RateLimit-Limit" = u32, description = "Failures allowed in the window"), ("RateLimit-Remaining" = u32, description = "Failures left"))),
+        (status = 429, description = "Too many failed sign-ins from this address (`rate_limited`) or on this account (`account_locked`); see `Retry-After`",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until a sign-in may be tried again"), ("RateLimit-Limit" = u32), ("RateLimit-Remaining" = u32))),
     ))]
 async fn login(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     Json(body): Json<LoginRequest>,
 ) -> AppResult<Json<AuthResponse>> {
-    Ok(Json(service::login(&state, body).await?))
+    let session = service::login(
+        &state.db,
+        &state.passwords,
+        &state.jwt,
+        &state.logins,
+        address,
+        body,
+    )
+    .await?;
+    Ok(Json(session))
 }
 
 /// The signed-in account.
@@ -66,8 +74,7 @@ async fn login(
     security(("bearer" = [])),
     responses(
         (status = 200, body = UserResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn me(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<UserResponse>> {
-    Ok(Json(service::me(&state, user.id).await?))
+    Ok(Json(service::me(&state.db, user.id).await?))
 }

@@ -1,23 +1,32 @@
 //! Account rules: registration, login and lookup. Knows nothing about HTTP.
 
+use std::net::IpAddr;
+
 use axum::http::StatusCode;
 use entity::user;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, SqlErr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
+};
 use uuid::Uuid;
 
 use super::{
-    Role,
+    JwtKeys, PasswordHasher, Role,
     dto::{AuthResponse, LoginRequest, RegisterRequest, UserResponse},
 };
 use crate::{
-    app::AppState,
     clock,
     domain::{Email, Password, check_text},
     error::{AppError, AppResult, FieldErrors},
+    rate_limit::LoginGuard,
 };
 
 /// Creates a `CLIENT` account and signs it in.
-pub async fn register(state: &AppState, request: RegisterRequest) -> AppResult<AuthResponse> {
+pub async fn register(
+    db: &DatabaseConnection,
+    passwords: &PasswordHasher,
+    jwt: &JwtKeys,
+    request: RegisterRequest,
+) -> AppResult<AuthResponse> {
     let mut errors = FieldErrors::new();
     let email = match request.email.as_deref().map(Email::parse) {
         Some(Ok(email)) => Some(email),
@@ -59,30 +68,31 @@ pub async fn register(state: &AppState, request: RegisterRequest) -> AppResult<A
         return Err(AppError::validation(errors));
     }
 
-    let user = create_user(state, &email, name, &password, Role::Client).await?;
-    session(state, user)
+    let user = create_user(db, passwords, &email, name, &password, Role::Client).await?;
+    session(jwt, user)
 }
 
 /// Inserts an account; a taken email is a 409 `email_taken`.
 pub async fn create_user(
-    state: &AppState,
+    db: &DatabaseConnection,
+    passwords: &PasswordHasher,
     email: &Email,
     name: Option<String>,
     password: &Password,
     role: Role,
 ) -> AppResult<user::Model> {
-    let password_hash = state.passwords.hash(password).await?;
+    let password_hash = passwords.hash(password).await?;
     let now = clock::now();
     let model = user::ActiveModel {
         id: Set(Uuid::now_v7()),
         email: Set(email.as_str().to_owned()),
         name: Set(name),
         password_hash: Set(password_hash),
-        role: Set(role.as_str().to_owned()),
+        role: Set(role),
         created_at: Set(now),
         updated_at: Set(now),
     };
-    model.insert(&state.db).await.map_err(|err| {
+    model.insert(db).await.map_err(|err| {
         if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
             AppError::conflict("email_taken", "An account with this email already exists.")
         } else {
@@ -92,8 +102,16 @@ pub async fn create_user(
 }
 
 /// Signs in with email and password. Unknown emails and wrong passwords get the same
-/// answer after the same amount of work.
-pub async fn login(state: &AppState, request: LoginRequest) -> AppResult<AuthResponse> {
+/// answer after the same amount of work; only failures count towards the login limits.
+#[tracing::instrument(skip_all, fields(%address))]
+pub async fn login(
+    db: &DatabaseConnection,
+    passwords: &PasswordHasher,
+    jwt: &JwtKeys,
+    guard: &LoginGuard,
+    address: IpAddr,
+    request: LoginRequest,
+) -> AppResult<AuthResponse> {
     let mut errors = FieldErrors::new();
     if request.email.is_none() {
         errors.insert("email".into(), vec!["is required".into()]);
@@ -105,69 +123,55 @@ pub async fn login(state: &AppState, request: LoginRequest) -> AppResult<AuthRes
         return Err(AppError::validation(errors));
     };
     let email = Email::parse(&raw_email).ok();
-    // Failures are counted per account, known or not, so the lockout tells nothing either.
+    // Failures are counted per account, known or not, so the limits tell nothing either.
     let account = email.as_ref().map_or_else(
         || raw_email.trim().to_lowercase(),
         |e| e.as_str().to_owned(),
     );
-    if let Some(left) = state.logins.locked_for(&account).await {
-        return Err(locked(left));
-    }
+    guard.check(&account, address).await?;
     let user = match &email {
         Some(email) => {
             user::Entity::find()
                 .filter(user::Column::Email.eq(email.as_str()))
-                .one(&state.db)
+                .one(db)
                 .await?
         }
         None => None,
     };
-    let verified = state
-        .passwords
+    let verified = passwords
         .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
     match user {
         Some(user) if verified => {
-            state.logins.succeeded(&account).await;
-            session(state, user)
+            guard.succeeded(&account, address).await;
+            session(jwt, user)
         }
-        _ => match state.logins.failed(&account).await {
-            Some(left) => Err(locked(left)),
-            None => Err(AppError::new(
+        _ => {
+            let refusal = AppError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
                 "Invalid email or password.",
-            )),
-        },
+            );
+            Err(guard.failed(&account, address, refusal).await)
+        }
     }
 }
 
-fn locked(left: std::time::Duration) -> AppError {
-    let seconds = left.as_secs().max(1);
-    AppError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "account_locked",
-        format!("Too many failed sign-ins for this account; try again in {seconds} s."),
-    )
-    .with_retry_after(seconds)
-}
-
 /// The caller's account; a token whose account is gone is a 401.
-pub async fn me(state: &AppState, user_id: Uuid) -> AppResult<UserResponse> {
+pub async fn me(db: &DatabaseConnection, user_id: Uuid) -> AppResult<UserResponse> {
     user::Entity::find_by_id(user_id)
-        .one(&state.db)
+        .one(db)
         .await?
         .map(UserResponse::from)
         .ok_or_else(|| AppError::unauthorized("The account of this token no longer exists."))
 }
 
-fn session(state: &AppState, user: user::Model) -> AppResult<AuthResponse> {
-    let role = Role::parse(&user.role).unwrap_or(Role::Client);
-    let access_token = state.jwt.issue(user.id, &user.email, role, clock::now())?;
+fn session(jwt: &JwtKeys, user: user::Model) -> AppResult<AuthResponse> {
+    let access_token = jwt.issue(user.id, &user.email, user.role, clock::now())?;
     Ok(AuthResponse {
         access_token,
         token_type: "Bearer",
-        expires_in: state.jwt.ttl().as_secs(),
+        expires_in: jwt.ttl().as_secs(),
         user: user.into(),
     })
 }

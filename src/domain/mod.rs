@@ -1,13 +1,16 @@
 //! Domain values that are parsed once at the edge, so the rest of the code never
 //! re-validates: an [`Email`] is always trimmed, lower-case and well formed, a
-//! [`Password`] always meets the policy, [`Money`] is always exact.
+//! [`Password`] always meets the policy, [`Money`] is always exact, a [`WholeNumber`]
+//! reads `7` and `7.0` alike.
 
 mod email;
 mod money;
+mod number;
 mod password;
 
 pub use email::Email;
 pub use money::{AmountInput, Money};
+pub use number::WholeNumber;
 pub use password::Password;
 
 /// Refuses text no client should send: NUL and other control characters (line breaks and

@@ -6,7 +6,11 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::OrderStatus;
-use crate::{domain::Money, pagination::SortField, payments::PaymentStatus};
+use crate::{
+    domain::{Money, WholeNumber},
+    pagination::SortField,
+    payments::{PaymentMethod, PaymentStatus},
+};
 
 /// `POST /orders`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -14,9 +18,8 @@ use crate::{domain::Money, pagination::SortField, payments::PaymentStatus};
 pub struct CreateOrderRequest {
     /// 1 to 100 lines, each product at most once.
     pub items: Option<Vec<OrderLineInput>>,
-    /// `pm_random` (default), `pm_success`, `pm_decline`, `pm_transient_1`..`pm_transient_9`
-    /// or `pm_unavailable`.
-    #[schema(example = "pm_success")]
+    /// The simulated payment method (default `pm_random`).
+    #[schema(value_type = Option<PaymentMethod>, example = "pm_success")]
     pub payment_method: Option<String>,
 }
 
@@ -27,8 +30,8 @@ pub struct OrderLineInput {
     #[schema(value_type = String, format = Uuid)]
     pub product_id: Option<String>,
     /// 1 to 1000.
-    #[schema(example = 1)]
-    pub quantity: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000, example = 1)]
+    pub quantity: Option<WholeNumber>,
 }
 
 /// An order as clients see it.
@@ -41,7 +44,7 @@ pub struct OrderResponse {
     #[schema(value_type = String, example = "25.00")]
     pub total: Money,
     pub currency: String,
-    pub payment_method: String,
+    pub payment_method: PaymentMethod,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub order_items: Vec<OrderItemResponse>,
@@ -79,6 +82,8 @@ pub struct PaymentResponse {
     pub max_attempts: i32,
     pub last_error: Option<String>,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Until when the customer may confirm (`REQUIRES_ACTION` only).
+    pub action_expires_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
 

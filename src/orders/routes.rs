@@ -13,8 +13,8 @@ use super::{
     service::{self, Placed},
 };
 use crate::{
-    app::AppState,
     auth::AuthUser,
+    state::AppState,
     error::{AppError, AppResult, Problem},
     extract::{Json, Path, Query},
     idempotency::IdempotencyKey,
@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_orders, create_order))
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
+        .routes(routes!(confirm_payment))
 }
 
 /// Place an order. Every line's stock is reserved in one transaction, or none is.
@@ -60,7 +61,7 @@ async fn create_order(
     };
     let request: CreateOrderRequest = serde_json::from_value(body)
         .map_err(|err| AppError::bad_request("invalid_body", err.to_string()))?;
-    match service::place(&state, &user, request, key).await? {
+    match service::place(&state.orders, &user, request, key).await? {
         Placed::Created(order) => Ok((StatusCode::CREATED, Json(order)).into_response()),
         Placed::Replayed { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -95,7 +96,7 @@ async fn list_orders(
     user: AuthUser,
     Query(query): Query<OrderListQuery>,
 ) -> AppResult<Json<Page<OrderResponse>>> {
-    Ok(Json(service::list(&state, &user, query).await?))
+    Ok(Json(service::list(&state.db, &user, query).await?))
 }
 
 /// One order (its owner or an admin; 404 for anyone else).
@@ -113,10 +114,11 @@ async fn get_order(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<OrderResponse>> {
-    Ok(Json(service::get(&state, &user, id).await?))
+    Ok(Json(service::get(&state.db, &user, id).await?))
 }
 
-/// Cancel an order while its payment is `PENDING` or `RETRYING`; its stock is restored.
+/// Cancel an order while its payment is `PENDING`, `RETRYING` or `REQUIRES_ACTION`; its
+/// stock is restored.
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Order id")),
@@ -130,5 +132,24 @@ async fn cancel_order(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<OrderResponse>> {
-    Ok(Json(service::cancel(&state, &user, id).await?))
+    Ok(Json(service::cancel(&state.orders, &user, id).await?))
+}
+
+/// Confirm the action a payment waits for (`REQUIRES_ACTION`, as with 3-D Secure): the
+/// payment goes on at once. Only the customer who placed the order may.
+#[utoipa::path(post, path = "/orders/{id}/confirm-payment", tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, body = OrderResponse),
+        (status = 403, description = "An admin who did not place the order", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`payment_not_awaiting_action`: the payment is not `REQUIRES_ACTION`, or the action expired", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn confirm_payment(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+) -> AppResult<Json<OrderResponse>> {
+    Ok(Json(service::confirm_payment(&state.orders, &user, id).await?))
 }

@@ -6,13 +6,14 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use super::{dead, worker::Environment};
 use crate::{
-    app::AppState,
     auth::AuthUser,
     error::{AppError, AppResult, Problem},
     extract::{Json, Path},
-    orders::{dto::OrderResponse, service as orders},
+    orders::dto::OrderResponse,
     queue::{DeadJob, QueueCounts},
+    state::AppState,
 };
 
 /// How many dead jobs the view lists.
@@ -76,5 +77,5 @@ async fn retry_dead_job(
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<OrderResponse>> {
     user.require_admin()?;
-    Ok(Json(orders::retry_failed_payment(&state, id).await?))
+    Ok(Json(dead::retry(&Environment::from(&state), id).await?))
 }

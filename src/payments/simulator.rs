@@ -10,6 +10,8 @@ pub enum AttemptOutcome {
     Declined(String),
     /// A temporary failure: worth retrying.
     Transient(String),
+    /// The customer must act (3-D Secure and the like) before the payment can go on.
+    RequiresAction,
 }
 
 /// The outcome of attempt number `attempt` (1-based). `unit` is uniform in [0, 1) and
@@ -25,10 +27,6 @@ pub fn attempt(
         PaymentMethod::Decline => {
             AttemptOutcome::Declined("card declined by the issuer (simulated)".into())
         }
-        PaymentMethod::Transient(n) if attempt <= u32::from(n) => AttemptOutcome::Transient(
-            format!("processor timeout on attempt {attempt} (simulated)"),
-        ),
-        PaymentMethod::Transient(_) => AttemptOutcome::Succeeded,
         PaymentMethod::Unavailable => {
             AttemptOutcome::Transient("payment provider unavailable (simulated)".into())
         }
@@ -36,11 +34,22 @@ pub fn attempt(
         PaymentMethod::Random => {
             AttemptOutcome::Transient("payment provider error (simulated)".into())
         }
+        // Only the first attempt asks: a later one runs once the customer confirmed.
+        PaymentMethod::RequiresAction if attempt <= 1 => AttemptOutcome::RequiresAction,
+        PaymentMethod::RequiresAction => AttemptOutcome::Succeeded,
+        transient => match transient.transient_failures() {
+            Some(n) if attempt <= n => AttemptOutcome::Transient(format!(
+                "processor timeout on attempt {attempt} (simulated)"
+            )),
+            _ => AttemptOutcome::Succeeded,
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::Iterable;
+
     use super::*;
 
     #[test]
@@ -53,18 +62,25 @@ mod tests {
             attempt(PaymentMethod::Decline, 1, 1.0, 0.0),
             AttemptOutcome::Declined(_)
         ));
-        for n in 1..=9u8 {
-            for a in 1..=u32::from(n) {
+        let transient = PaymentMethod::iter().filter_map(|m| Some((m, m.transient_failures()?)));
+        assert_eq!(transient.clone().count(), 9);
+        for (method, n) in transient {
+            for a in 1..=n {
                 assert!(matches!(
-                    attempt(PaymentMethod::Transient(n), a, 1.0, 0.0),
+                    attempt(method, a, 1.0, 0.0),
                     AttemptOutcome::Transient(_)
                 ));
             }
-            assert_eq!(
-                attempt(PaymentMethod::Transient(n), u32::from(n) + 1, 0.0, 0.99),
-                AttemptOutcome::Succeeded
-            );
+            assert_eq!(attempt(method, n + 1, 0.0, 0.99), AttemptOutcome::Succeeded);
         }
+        assert_eq!(
+            attempt(PaymentMethod::RequiresAction, 1, 1.0, 0.0),
+            AttemptOutcome::RequiresAction
+        );
+        assert_eq!(
+            attempt(PaymentMethod::RequiresAction, 2, 0.0, 0.99),
+            AttemptOutcome::Succeeded
+        );
         for a in 1..=20 {
             assert!(matches!(
                 attempt(PaymentMethod::Unavailable, a, 1.0, 0.0),

@@ -1,35 +1,29 @@
-//! Payment processing: one attempt at a time per payment, retries with backoff,
-//! compensation when a payment gives up; the worker loop and the sweeper.
-//!
-//! Every transition is a conditional update of the `payments` row (`WHERE status = …`, and
-//! for an attempt's outcome `AND attempts = n`), so a job delivered twice, a worker whose
-//! lease expired, or a cancel racing an attempt can change nothing twice: stock is restored
-//! at most once.
+//! The payment worker: takes payments off the queue, runs one attempt of each through the
+//! simulated provider, and moves them on with `lifecycle`'s transitions (success, retry
+//! with backoff, the customer's action, giving up); the sweeper puts back what the queue
+//! lost. It sees only its [`Environment`], never the HTTP state.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
-use entity::{order, payment};
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait},
-};
+use chrono::{DateTime, Utc};
+use entity::{PaymentStatus, order, payment};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{
-    PaymentEvent, PaymentMethod, PaymentStatus,
-    simulator::{self, AttemptOutcome},
-};
+use super::simulator::{self, AttemptOutcome};
 use crate::{
-    app::AppState,
-    clock, db,
-    domain::Money,
+    clock,
+    config::PaymentConfig,
+    db,
     error::{AppError, AppResult},
-    orders::{OrderStatus, service as orders, service::OrderLines},
+    lifecycle,
+    notifier::Notifier,
+    orders::view::OrderView,
+    queue::{JobQueue, RetryPolicy},
+    state::AppState,
 };
 
 /// How long an idle worker waits before looking at the queue again.
@@ -41,427 +35,279 @@ const SWEEP_PAGE: u64 = 1000;
 /// How long shutdown waits for running attempts before leaving them to lease expiry.
 const DRAIN: Duration = Duration::from_secs(20);
 
+/// What the worker and the sweeper use, and nothing else.
+#[derive(Clone)]
+pub struct Environment {
+    pub db: DatabaseConnection,
+    pub queue: std::sync::Arc<dyn JobQueue>,
+    pub notifier: Notifier,
+    pub config: PaymentConfig,
+}
+
+impl From<&AppState> for Environment {
+    fn from(state: &AppState) -> Self {
+        Self {
+            db: state.db.clone(),
+            queue: state.queue.clone(),
+            notifier: state.notifier.clone(),
+            config: state.config.payments.clone(),
+        }
+    }
+}
+
 fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 /// Runs one attempt of a payment, if it is due and nobody else has it.
-pub async fn process(state: &AppState, payment_id: Uuid) -> AppResult<()> {
-    process_batch(state, &[payment_id]).await
+pub async fn process(env: &Environment, payment_id: Uuid) -> AppResult<()> {
+    process_batch(env, &[payment_id]).await
 }
 
 /// Runs one attempt of each payment in `ids` that is due and nobody else has. The attempts
 /// start in one transaction and the successes end in one, so a backlog costs a handful of
 /// statements per batch rather than per payment; every other outcome ends on its own.
-pub async fn process_batch(state: &AppState, ids: &[Uuid]) -> AppResult<()> {
-    let config = &state.config.payments;
-    let txn = db::begin_write(&state.db).await?;
+#[tracing::instrument(skip_all, fields(payments = ids.len()))]
+pub async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
+    let txn = db::begin_write(&env.db).await?;
     // Read after the write lock is held, so a long wait for it cannot make a healthy
     // attempt elsewhere look abandoned.
-    let now = clock::now();
-    let started = payment::Entity::update_many()
-        .col_expr(
-            payment::Column::Status,
-            Expr::value(PaymentStatus::Processing.as_str()),
-        )
-        .col_expr(
-            payment::Column::Attempts,
-            Expr::col(payment::Column::Attempts).add(1),
-        )
-        .col_expr(
-            payment::Column::NextAttemptAt,
-            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
-        )
-        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
-        .filter(payment::Column::Id.is_in(ids.iter().copied()))
-        .filter(
-            Condition::any()
-                .add(
-                    Condition::all()
-                        .add(payment::Column::Status.is_in([
-                            PaymentStatus::Pending.as_str(),
-                            PaymentStatus::Retrying.as_str(),
-                        ]))
-                        .add(
-                            Condition::any()
-                                .add(payment::Column::NextAttemptAt.is_null())
-                                .add(payment::Column::NextAttemptAt.lte(now)),
-                        ),
-                )
-                // An attempt whose worker died (its lease long gone) is taken over.
-                .add(
-                    Condition::all()
-                        .add(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
-                        .add(payment::Column::UpdatedAt.lt(now - to_chrono(config.lease))),
-                ),
-        )
-        .exec_with_returning(&txn)
+    let started_at = clock::now();
+    let started = lifecycle::start_attempts(&txn, ids, to_chrono(env.config.lease), started_at)
         .await?;
-    // The orders show PROCESSING from the first attempt on (re-stamped on later ones). A
-    // cancel ends the payment in the same transaction, so every started payment's order is
-    // still open.
-    let orders: HashMap<Uuid, order::Model> = order::Entity::update_many()
-        .col_expr(
-            order::Column::Status,
-            Expr::value(OrderStatus::Processing.as_str()),
-        )
-        .col_expr(order::Column::UpdatedAt, Expr::value(now))
-        .filter(order::Column::Id.is_in(started.iter().map(|p| p.order_id)))
-        .filter(order::Column::Status.is_in([
-            OrderStatus::Pending.as_str(),
-            OrderStatus::Processing.as_str(),
-        ]))
-        .exec_with_returning(&txn)
-        .await?
-        .into_iter()
-        .map(|o| (o.id, o))
-        .collect();
     txn.commit().await?;
     for id in ids {
-        if !started.iter().any(|p| p.id == *id) {
-            not_started(state, *id).await?;
+        if !started.iter().any(|m| m.payment.id == *id) {
+            not_started(env, *id).await?;
         }
     }
-    let mut lines = OrderLines::load_many(&state.db, orders.keys().copied()).await?;
-    let mut attempts = Vec::with_capacity(started.len());
-    for payment in started {
-        match (
-            orders.get(&payment.order_id).cloned(),
-            lines.remove(&payment.order_id),
-        ) {
-            (Some(order), Some(lines)) => attempts.push((order, lines, payment)),
-            _ => ack(state, payment.id).await,
-        }
-    }
+    let mut payments: HashMap<Uuid, payment::Model> = started
+        .iter()
+        .map(|m| (m.order.id, m.payment.clone()))
+        .collect();
+    let orders: Vec<order::Model> = started.into_iter().map(|m| m.order).collect();
+    let attempts: Vec<OrderView> = OrderView::load_many(&env.db, orders)
+        .await?
+        .into_iter()
+        .filter_map(|view| {
+            // The started row, not a later read: its `updated_at` fences the outcome.
+            let payment = payments.remove(&view.order.id)?;
+            Some(view.with_payment(payment))
+        })
+        .collect();
     // Announced together: each payment's own events stay in order.
-    futures::future::join_all(attempts.iter().map(|(order, lines, payment)| async move {
-        if payment.attempts == 1 {
-            state.events.order_status(&lines.view(order, payment)).await;
+    futures::future::join_all(attempts.iter().map(|view| {
+        let span = tracing::info_span!("attempt", payment_id = %view.payment.id, order_id = %view.order.id, attempt = view.payment.attempts);
+        async move {
+            tracing::info!("payment attempt started");
+            if view.payment.attempts == 1 {
+                env.notifier.order(view).await;
+            }
+            env.notifier.payment(view).await;
         }
-        publish_payment(state, order, payment, PaymentStatus::Processing, None, None).await;
+        .instrument(span)
     }))
     .await;
 
-    if !config.latency.is_zero() && !attempts.is_empty() {
-        tokio::time::sleep(config.latency).await;
+    if !env.config.latency.is_zero() && !attempts.is_empty() {
+        tokio::time::sleep(env.config.latency).await;
     }
     let mut succeeded = Vec::new();
-    for (order, lines, payment) in attempts {
-        let attempt = u32::try_from(payment.attempts).unwrap_or(u32::MAX);
-        let method = PaymentMethod::parse(&order.payment_method).unwrap_or(PaymentMethod::DEFAULT);
+    for view in attempts {
+        let span = tracing::info_span!("attempt", payment_id = %view.payment.id, order_id = %view.order.id, attempt = view.payment.attempts);
+        let payment = &view.payment;
         let outcome = if payment.attempts > payment.max_attempts {
             // Taken over after its worker died during the last attempt: nothing left to try.
             AttemptOutcome::Transient("the last attempt was interrupted".into())
         } else {
-            simulator::attempt(method, attempt, config.success_rate, rand::random())
+            let attempt = u32::try_from(payment.attempts).unwrap_or(u32::MAX);
+            let method = view.order.payment_method;
+            simulator::attempt(method, attempt, env.config.success_rate, rand::random())
         };
         crate::metrics::payment_attempt(match &outcome {
             AttemptOutcome::Succeeded => "succeeded",
             AttemptOutcome::Declined(_) => "declined",
             AttemptOutcome::Transient(_) => "transient",
+            AttemptOutcome::RequiresAction => "requires_action",
         });
         match outcome {
-            AttemptOutcome::Succeeded => succeeded.push((order, lines, payment)),
-            outcome => conclude(state, (&order, &lines), &payment, outcome).await?,
+            AttemptOutcome::Succeeded => succeeded.push(view),
+            AttemptOutcome::Declined(error) => {
+                async {
+                    if give_up(env, &view, &error).await? {
+                        ack(env, view.payment.id).await;
+                    }
+                    Ok::<_, AppError>(())
+                }
+                .instrument(span)
+                .await?;
+            }
+            AttemptOutcome::Transient(error) => {
+                transient_failure(env, &view, &error).instrument(span).await?;
+            }
+            AttemptOutcome::RequiresAction => await_action(env, &view).instrument(span).await?,
         }
     }
-    succeed(state, succeeded, now).await
+    succeed(env, succeeded, started_at).await
 }
 
-/// Ends the successful attempts that started together at `started_at`: payments
-/// `SUCCEEDED`, orders `COMPLETED`, in one transaction. A payment taken over meanwhile
-/// (its `updated_at` moved on) is left to its new worker.
-async fn succeed(
-    state: &AppState,
-    attempts: Vec<(order::Model, OrderLines, payment::Model)>,
-    started_at: chrono::DateTime<chrono::Utc>,
-) -> AppResult<()> {
+/// Ends the successful attempts that started together at `started_at`.
+async fn succeed(env: &Environment, attempts: Vec<OrderView>, started_at: DateTime<Utc>) -> AppResult<()> {
     if attempts.is_empty() {
         return Ok(());
     }
-    let txn = db::begin_write(&state.db).await?;
-    let now = clock::now();
-    let ended: HashSet<Uuid> = payment::Entity::update_many()
-        .col_expr(
-            payment::Column::Status,
-            Expr::value(PaymentStatus::Succeeded.as_str()),
-        )
-        .col_expr(
-            payment::Column::LastError,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
-        .filter(payment::Column::Id.is_in(attempts.iter().map(|(_, _, p)| p.id)))
-        .filter(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
-        .filter(payment::Column::UpdatedAt.eq(started_at))
-        .exec_with_returning(&txn)
-        .await?
-        .into_iter()
-        .map(|p| p.id)
-        .collect();
-    order::Entity::update_many()
-        .col_expr(
-            order::Column::Status,
-            Expr::value(OrderStatus::Completed.as_str()),
-        )
-        .col_expr(order::Column::UpdatedAt, Expr::value(now))
-        .filter(
-            order::Column::Id.is_in(
-                attempts
-                    .iter()
-                    .filter(|(_, _, p)| ended.contains(&p.id))
-                    .map(|(o, _, _)| o.id),
-            ),
-        )
-        .filter(order::Column::Status.is_in([
-            OrderStatus::Pending.as_str(),
-            OrderStatus::Processing.as_str(),
-        ]))
-        .exec(&txn)
-        .await?;
+    let ids: Vec<Uuid> = attempts.iter().map(|v| v.payment.id).collect();
+    let txn = db::begin_write(&env.db).await?;
+    let ended = lifecycle::succeed(&txn, &ids, started_at, clock::now()).await?;
     txn.commit().await?;
-    let ended_attempts = attempts.iter().filter(|(_, _, p)| ended.contains(&p.id));
-    futures::future::join_all(ended_attempts.map(|(order, lines, payment)| async move {
-        crate::metrics::payment_finished("succeeded");
-        announce_end(
-            state,
-            (order, lines),
-            payment,
-            PaymentStatus::Succeeded,
-            None,
-            now,
+    let mut ended: HashMap<Uuid, lifecycle::Moved> =
+        ended.into_iter().map(|m| (m.payment.id, m)).collect();
+    futures::future::join_all(attempts.into_iter().filter_map(|view| {
+        let moved = ended.remove(&view.payment.id)?;
+        let span = tracing::info_span!("attempt", payment_id = %view.payment.id, order_id = %view.order.id);
+        Some(
+            async move {
+                tracing::info!("payment succeeded");
+                crate::metrics::payment_finished("succeeded");
+                env.notifier.order_and_payment(&view.moved(moved)).await;
+                ack(env, view.payment.id).await;
+            }
+            .instrument(span),
         )
-        .await;
-        ack(state, payment.id).await;
     }))
     .await;
     Ok(())
 }
 
-/// Ends one attempt that did not succeed: a decline fails the payment, a transient error
-/// schedules a retry or, out of attempts, fails it and parks the job on the dead list.
-async fn conclude(
-    state: &AppState,
-    (order, lines): (&order::Model, &OrderLines),
-    payment: &payment::Model,
-    outcome: AttemptOutcome,
-) -> AppResult<()> {
-    let config = &state.config.payments;
-    let attempt = u32::try_from(payment.attempts).unwrap_or(u32::MAX);
+/// After a transient failure: a retry with backoff, or out of attempts, the payment fails
+/// and its job is parked on the dead list.
+async fn transient_failure(env: &Environment, view: &OrderView, error: &str) -> AppResult<()> {
+    let attempt = u32::try_from(view.payment.attempts).unwrap_or(u32::MAX);
     // The payment's own limit, as clients see it, whatever this process is configured with.
-    let policy = crate::queue::RetryPolicy {
-        max_attempts: u32::try_from(payment.max_attempts).unwrap_or(0),
-        ..config.retry_policy()
+    let policy = RetryPolicy {
+        max_attempts: u32::try_from(view.payment.max_attempts).unwrap_or(0),
+        ..env.config.retry_policy()
     };
-    let payment_id = payment.id;
-    match outcome {
-        AttemptOutcome::Succeeded => {
-            if finish(state, (order, lines), payment, None).await? {
-                ack(state, payment_id).await;
-            }
+    let payment_id = view.payment.id;
+    if !policy.retries_after(attempt) {
+        if give_up(env, view, error).await?
+            && let Err(err) = env.queue.bury(payment_id, error).await
+        {
+            tracing::warn!(error = %err, "could not move a job to the dead list");
         }
-        AttemptOutcome::Declined(error) => {
-            if finish(state, (order, lines), payment, Some(&error)).await? {
-                ack(state, payment_id).await;
-            }
-        }
-        AttemptOutcome::Transient(error) if policy.retries_after(attempt) => {
-            let now = clock::now();
-            let due = now + to_chrono(policy.delay(attempt, rand::random()));
-            let waiting = payment::Entity::update_many()
-                .col_expr(
-                    payment::Column::Status,
-                    Expr::value(PaymentStatus::Retrying.as_str()),
-                )
-                .col_expr(payment::Column::NextAttemptAt, Expr::value(Some(due)))
-                .col_expr(payment::Column::LastError, Expr::value(Some(error.clone())))
-                .col_expr(payment::Column::UpdatedAt, Expr::value(now))
-                .filter(payment::Column::Id.eq(payment_id))
-                .filter(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
-                .filter(payment::Column::Attempts.eq(payment.attempts))
-                .exec(&state.db)
-                .await?
-                .rows_affected
-                == 1;
-            if waiting {
-                if let Err(err) = state.queue.retry(payment_id, due).await {
-                    tracing::warn!(%payment_id, error = %err, "could not schedule a retry; the sweeper will");
-                }
-                publish_payment(
-                    state,
-                    order,
-                    payment,
-                    PaymentStatus::Retrying,
-                    Some(due),
-                    Some(&error),
-                )
-                .await;
-            }
-        }
-        AttemptOutcome::Transient(error) => {
-            if finish(state, (order, lines), payment, Some(&error)).await?
-                && let Err(err) = state.queue.bury(payment_id, &error).await
-            {
-                tracing::warn!(%payment_id, error = %err, "could not move a job to the dead list");
-            }
-        }
+        return Ok(());
     }
-    Ok(())
-}
-
-/// A delivered job that could not start: still waiting (delivered early: put it back for
-/// its due time), running elsewhere (leave it to that worker), or ended (forget it).
-async fn not_started(state: &AppState, payment_id: Uuid) -> AppResult<()> {
-    let current = payment::Entity::find_by_id(payment_id)
-        .one(&state.db)
-        .await?;
-    match current
-        .as_ref()
-        .map(|p| (PaymentStatus::parse(&p.status), p.next_attempt_at))
-    {
-        Some((Some(PaymentStatus::Pending | PaymentStatus::Retrying), due)) => {
-            let due = Ord::max(due.unwrap_or_else(clock::now), clock::now());
-            if let Err(err) = state.queue.retry(payment_id, due).await {
-                tracing::warn!(%payment_id, error = %err, "could not reschedule an early job; the sweeper will");
-            }
-        }
-        Some((Some(PaymentStatus::Processing), _)) => {}
-        _ => ack(state, payment_id).await,
-    }
-    Ok(())
-}
-
-/// Ends a payment: `SUCCEEDED` (order `COMPLETED`), or `FAILED` with `error` (order
-/// `FAILED`, stock restored), all in one transaction. `false` when this attempt no longer
-/// owns the payment (another worker took it over), in which case nothing changed.
-async fn finish(
-    state: &AppState,
-    (order, lines): (&order::Model, &OrderLines),
-    payment: &payment::Model,
-    error: Option<&str>,
-) -> AppResult<bool> {
-    let (payment_status, order_status) = match error {
-        None => (PaymentStatus::Succeeded, OrderStatus::Completed),
-        Some(_) => (PaymentStatus::Failed, OrderStatus::Failed),
-    };
     let now = clock::now();
-    let txn = db::begin_write(&state.db).await?;
-    let ended = payment::Entity::update_many()
-        .col_expr(
-            payment::Column::Status,
-            Expr::value(payment_status.as_str()),
-        )
-        .col_expr(
-            payment::Column::LastError,
-            Expr::value(error.map(str::to_owned)),
-        )
-        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
-        .filter(payment::Column::Id.eq(payment.id))
-        .filter(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
-        .filter(payment::Column::Attempts.eq(payment.attempts))
-        .exec(&txn)
-        .await?
-        .rows_affected
-        == 1;
-    if !ended {
+    let due = now + to_chrono(policy.delay(attempt, rand::random()));
+    if let Some(waiting) = lifecycle::schedule_retry(&env.db, &view.payment, due, error, now).await?
+    {
+        tracing::info!(%error, next_attempt_at = %due, "payment will be retried");
+        if let Err(err) = env.queue.retry(payment_id, due).await {
+            tracing::warn!(error = %err, "could not schedule a retry; the sweeper will");
+        }
+        env.notifier.payment(&view.with_payment(waiting)).await;
+    }
+    Ok(())
+}
+
+/// The attempt asked for the customer's action: the payment waits for it until
+/// `PAYMENT_ACTION_TIMEOUT`, when its job comes back to expire it unless confirmed.
+async fn await_action(env: &Environment, view: &OrderView) -> AppResult<()> {
+    let now = clock::now();
+    let expires = now + to_chrono(env.config.action_timeout);
+    if let Some(waiting) = lifecycle::require_action(&env.db, &view.payment, expires, now).await? {
+        tracing::info!(action_expires_at = %expires, "payment waits for the customer's action");
+        if let Err(err) = env.queue.retry(view.payment.id, expires).await {
+            tracing::warn!(error = %err, "could not schedule the action's expiry; the sweeper will");
+        }
+        env.notifier.payment(&view.with_payment(waiting)).await;
+    }
+    Ok(())
+}
+
+/// Fails the payment of `view` for good (stock restored). `false` when this attempt no
+/// longer owns the payment (another worker took it over): nothing changed.
+async fn give_up(env: &Environment, view: &OrderView, error: &str) -> AppResult<bool> {
+    let txn = db::begin_write(&env.db).await?;
+    let Some(moved) = lifecycle::give_up(&txn, &view.payment, error, clock::now()).await? else {
         txn.rollback().await?;
         return Ok(false);
-    }
-    order::Entity::update_many()
-        .col_expr(order::Column::Status, Expr::value(order_status.as_str()))
-        .col_expr(order::Column::UpdatedAt, Expr::value(now))
-        .filter(order::Column::Id.eq(order.id))
-        .filter(order::Column::Status.is_in([
-            OrderStatus::Pending.as_str(),
-            OrderStatus::Processing.as_str(),
-        ]))
-        .exec(&txn)
-        .await?;
-    if error.is_some() {
-        orders::restore_stock(&txn, order.id, now).await?;
-    }
+    };
     txn.commit().await?;
-    crate::metrics::payment_finished(if error.is_some() {
-        "failed"
-    } else {
-        "succeeded"
-    });
-    announce_end(state, (order, lines), payment, payment_status, error, now).await;
-    if error.is_some() {
-        // Stock came back.
-        state.cache.bump().await;
-    }
+    tracing::info!(%error, "payment failed; stock restored");
+    crate::metrics::payment_finished("failed");
+    let failed = view.moved(moved);
+    tokio::join!(
+        env.notifier.order_and_payment(&failed),
+        env.notifier.catalog_changed()
+    );
     Ok(true)
 }
 
-/// Publishes an ended payment and its order, as they now stand.
-async fn announce_end(
-    state: &AppState,
-    (order, lines): (&order::Model, &OrderLines),
-    payment: &payment::Model,
-    payment_status: PaymentStatus,
-    error: Option<&str>,
-    at: chrono::DateTime<chrono::Utc>,
-) {
-    let order_status = if payment_status == PaymentStatus::Succeeded {
-        OrderStatus::Completed
-    } else {
-        OrderStatus::Failed
+/// A delivered job that could not start: still waiting (delivered early: put it back for
+/// its due time), waiting for the customer (expire it when its time is up, else put it
+/// back for then), running elsewhere (leave it to that worker), or ended (forget it).
+#[tracing::instrument(skip_all, fields(%payment_id))]
+async fn not_started(env: &Environment, payment_id: Uuid) -> AppResult<()> {
+    let Some(current) = payment::Entity::find_by_id(payment_id).one(&env.db).await? else {
+        ack(env, payment_id).await;
+        return Ok(());
     };
-    let ended_order = order::Model {
-        status: order_status.as_str().to_owned(),
-        updated_at: at,
-        ..order.clone()
-    };
-    let ended_payment = payment::Model {
-        status: payment_status.as_str().to_owned(),
-        last_error: error.map(str::to_owned),
-        next_attempt_at: None,
-        updated_at: at,
-        ..payment.clone()
-    };
-    state
-        .events
-        .order_status(&lines.view(&ended_order, &ended_payment))
-        .await;
-    publish_payment(state, order, payment, payment_status, None, error).await;
+    let now = clock::now();
+    match current.status {
+        PaymentStatus::Pending | PaymentStatus::Retrying => {
+            let due = current.next_attempt_at.unwrap_or(now).max(now);
+            if let Err(err) = env.queue.retry(payment_id, due).await {
+                tracing::warn!(error = %err, "could not reschedule an early job; the sweeper will");
+            }
+        }
+        PaymentStatus::RequiresAction => match current.action_expires_at {
+            Some(expires) if expires > now => {
+                if let Err(err) = env.queue.retry(payment_id, expires).await {
+                    tracing::warn!(error = %err, "could not reschedule an action's expiry; the sweeper will");
+                }
+            }
+            _ => expire_action(env, payment_id).await?,
+        },
+        PaymentStatus::Processing => {}
+        PaymentStatus::Succeeded | PaymentStatus::Failed | PaymentStatus::Cancelled => {
+            ack(env, payment_id).await;
+        }
+    }
+    Ok(())
 }
 
-async fn ack(state: &AppState, payment_id: Uuid) {
-    if let Err(err) = state.queue.ack(payment_id).await {
+/// Fails a payment whose customer did not confirm in time (stock restored, once).
+async fn expire_action(env: &Environment, payment_id: Uuid) -> AppResult<()> {
+    let txn = db::begin_write(&env.db).await?;
+    let moved = lifecycle::expire_action(&txn, payment_id, clock::now()).await?;
+    txn.commit().await?;
+    if let Some(moved) = moved {
+        tracing::info!("the customer's action expired; payment failed, stock restored");
+        crate::metrics::payment_finished("failed");
+        if let Some(view) = OrderView::load(&env.db, moved.order.id).await? {
+            let expired = view.moved(moved);
+            tokio::join!(
+                env.notifier.order_and_payment(&expired),
+                env.notifier.catalog_changed()
+            );
+        }
+    }
+    ack(env, payment_id).await;
+    Ok(())
+}
+
+async fn ack(env: &Environment, payment_id: Uuid) {
+    if let Err(err) = env.queue.ack(payment_id).await {
         tracing::warn!(%payment_id, error = %err, "could not acknowledge a job; it will be delivered again and ignored");
     }
-}
-
-/// Pushes a `/payment` `status` event.
-pub async fn publish_payment(
-    state: &AppState,
-    order: &order::Model,
-    payment: &payment::Model,
-    status: PaymentStatus,
-    next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
-    error: Option<&str>,
-) {
-    let event = PaymentEvent {
-        order_id: order.id,
-        user_id: order.user_id,
-        amount: Money::from_cents(order.total_cents),
-        currency: order.currency.clone(),
-        payment_method: order.payment_method.clone(),
-        status,
-        attempt: payment.attempts,
-        max_attempts: payment.max_attempts,
-        next_attempt_at,
-        error: error.map(str::to_owned),
-    };
-    state.events.payment_status(&event).await;
 }
 
 /// Works off the queue with up to `WORKER_CONCURRENCY` attempts at once until `shutdown`,
 /// then lets running attempts finish (for a while; after that their leases expire and
 /// the jobs return to the queue).
-pub async fn run(state: AppState, shutdown: CancellationToken) {
-    let config = state.config.payments.clone();
+pub async fn run(env: Environment, shutdown: CancellationToken) {
+    let config = env.config.clone();
     // Each task runs a batch of attempts; `sizes` remembers how many, to keep the total
     // under WORKER_CONCURRENCY.
     let mut running = JoinSet::new();
@@ -490,12 +336,12 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         if shutdown.is_cancelled() {
             break;
         }
-        match state.queue.reserve(free.min(BATCH), config.lease).await {
+        match env.queue.reserve(free.min(BATCH), config.lease).await {
             Ok(ids) if !ids.is_empty() => {
-                let state = state.clone();
+                let env = env.clone();
                 let size = ids.len();
                 let task = running.spawn(async move {
-                    if let Err(err) = process_batch(&state, &ids).await {
+                    if let Err(err) = process_batch(&env, &ids).await {
                         tracing::warn!(jobs = ids.len(), error = ?err, "payment attempts failed; their jobs return when the leases expire");
                     }
                 });
@@ -504,7 +350,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             }
             Ok(_) => tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = state.queue.wait_for_work(POLL) => {}
+                () = env.queue.wait_for_work(POLL) => {}
             },
             Err(err) => {
                 tracing::warn!(error = %err, "queue unavailable; retrying in 1s");
@@ -536,9 +382,9 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 
 /// Puts back in the queue what it lost: expired leases, and payments that are due but
 /// missing from it (Redis was down when the order was placed, or was flushed).
-pub async fn sweep(state: &AppState) -> AppResult<u64> {
-    let config = &state.config.payments;
-    if let Err(err) = state.queue.requeue_expired().await {
+pub async fn sweep(env: &Environment) -> AppResult<u64> {
+    let config = &env.config;
+    if let Err(err) = env.queue.requeue_expired().await {
         return Err(AppError::unavailable(err.to_string()));
     }
     let now = clock::now();
@@ -546,15 +392,17 @@ pub async fn sweep(state: &AppState) -> AppResult<u64> {
     let lost = Condition::any()
         .add(
             Condition::all()
-                .add(payment::Column::Status.is_in([
-                    PaymentStatus::Pending.as_str(),
-                    PaymentStatus::Retrying.as_str(),
-                ]))
+                .add(payment::Column::Status.is_in([PaymentStatus::Pending, PaymentStatus::Retrying]))
                 .add(payment::Column::NextAttemptAt.lte(overdue)),
         )
         .add(
             Condition::all()
-                .add(payment::Column::Status.eq(PaymentStatus::Processing.as_str()))
+                .add(payment::Column::Status.eq(PaymentStatus::RequiresAction))
+                .add(payment::Column::ActionExpiresAt.lte(overdue)),
+        )
+        .add(
+            Condition::all()
+                .add(payment::Column::Status.eq(PaymentStatus::Processing))
                 .add(payment::Column::UpdatedAt.lt(now - to_chrono(config.lease))),
         );
     // Page through by id, so a backlog larger than a page still gets looked at whole.
@@ -570,8 +418,8 @@ pub async fn sweep(state: &AppState) -> AppResult<u64> {
         if let Some(after) = after {
             page = page.filter(payment::Column::Id.gt(after));
         }
-        let ids: Vec<Uuid> = page.into_tuple().all(&state.db).await?;
-        requeued += state
+        let ids: Vec<Uuid> = page.into_tuple().all(&env.db).await?;
+        requeued += env
             .queue
             .enqueue_many(&ids, now)
             .await
@@ -591,14 +439,14 @@ pub async fn sweep(state: &AppState) -> AppResult<u64> {
 }
 
 /// Runs [`sweep`] every `SWEEP_INTERVAL` until `shutdown`.
-pub async fn run_sweeper(state: AppState, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(state.config.payments.sweep_interval);
+pub async fn run_sweeper(env: Environment, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(env.config.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {
-                if let Err(err) = sweep(&state).await {
+                if let Err(err) = sweep(&env).await {
                     tracing::warn!(error = ?err, "sweep failed; trying again next interval");
                 }
             }

@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
-    domain::{AmountInput, Money},
+    domain::{AmountInput, Money, WholeNumber},
     pagination::SortField,
 };
 
@@ -59,8 +59,8 @@ pub struct ProductInput {
     #[schema(value_type = String, example = "12.50")]
     pub price: Option<AmountInput>,
     /// Units on hand, 0 to 1,000,000,000.
-    #[schema(example = 25)]
-    pub stock: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000, example = 25)]
+    pub stock: Option<WholeNumber>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).

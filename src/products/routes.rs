@@ -10,15 +10,24 @@ use uuid::Uuid;
 
 use super::{
     dto::{ProductInput, ProductListQuery, ProductResponse},
-    service,
+    service::{self, Catalog},
 };
 use crate::{
-    app::AppState,
     auth::AuthUser,
+    state::AppState,
     error::{AppResult, Problem},
     extract::{Json, Path, Query},
     pagination::Page,
 };
+
+/// The catalog's rules, with what they use from the state.
+fn catalog(state: &AppState) -> Catalog<'_> {
+    Catalog {
+        db: &state.db,
+        cache: &state.cache,
+        currency: &state.config.currency,
+    }
+}
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -43,7 +52,7 @@ async fn list_products(
     caller: Option<AuthUser>,
     Query(query): Query<ProductListQuery>,
 ) -> AppResult<Response> {
-    Ok(json(service::list(&state, caller.as_ref(), query).await?))
+    Ok(json(service::list(&catalog(&state), caller.as_ref(), query).await?))
 }
 
 /// One product (admins also see soft-deleted ones).
@@ -59,7 +68,7 @@ async fn get_product(
     caller: Option<AuthUser>,
     Path(id): Path<Uuid>,
 ) -> AppResult<Response> {
-    Ok(json(service::get(&state, caller.as_ref(), id).await?))
+    Ok(json(service::get(&catalog(&state), caller.as_ref(), id).await?))
 }
 
 /// A JSON answer from text already serialized (by the cache or for it).
@@ -85,7 +94,7 @@ async fn create_product(
     user.require_admin()?;
     Ok((
         StatusCode::CREATED,
-        Json(service::create(&state, body).await?),
+        Json(service::create(&catalog(&state), body).await?),
     ))
 }
 
@@ -107,7 +116,7 @@ async fn put_product(
     Json(body): Json<ProductInput>,
 ) -> AppResult<Json<ProductResponse>> {
     user.require_admin()?;
-    Ok(Json(service::update(&state, id, body).await?))
+    Ok(Json(service::update(&catalog(&state), id, body).await?))
 }
 
 /// Change any of a product's fields (ADMIN); the same as `PUT`.
@@ -145,5 +154,5 @@ async fn delete_product(
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<ProductResponse>> {
     user.require_admin()?;
-    Ok(Json(service::delete(&state, id).await?))
+    Ok(Json(service::delete(&catalog(&state), id).await?))
 }

@@ -2,21 +2,41 @@
 
 use entity::product;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, Order, PaginatorTrait,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use uuid::Uuid;
 
 use super::dto::{ProductInput, ProductListQuery, ProductResponse, ProductSort};
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
 use crate::{
-    app::AppState,
     auth::AuthUser,
+    cache::Cache,
     clock,
     domain::{Money, check_text},
     error::{AppError, AppResult, FieldErrors},
     pagination::{Page, PageRequest},
 };
+
+/// What the catalog's rules use: the database, the read cache and the store's currency.
+pub struct Catalog<'a> {
+    pub db: &'a DatabaseConnection,
+    pub cache: &'a Arc<dyn Cache>,
+    pub currency: &'a str,
+}
+
+impl Catalog<'_> {
+    /// Invalidates cached catalog reads after a write committed, from a task of its own
+    /// (a client hanging up cannot leave the cache unbumped).
+    async fn changed(&self) {
+        let cache = Arc::clone(self.cache);
+        crate::notifier::detached(async move { cache.bump().await }).await;
+    }
+}
 
 const MAX_STOCK: i64 = 1_000_000_000;
 const MAX_QUERY_CHARS: usize = 100;
@@ -24,7 +44,7 @@ const MAX_QUERY_CHARS: usize = 100;
 /// A page of the catalog as JSON. Soft-deleted products only appear for admins who ask;
 /// everything else is served from the cache when it can be.
 pub async fn list(
-    state: &AppState,
+    catalog: &Catalog<'_>,
     caller: Option<&AuthUser>,
     query: ProductListQuery,
 ) -> AppResult<String> {
@@ -80,15 +100,15 @@ pub async fn list(
         page.skip, page.take, page.order_by, page.descending, search
     );
     let cache = (!include_deleted).then_some(key);
-    cached(state, cache, || async {
-        let page = read_page(state, &page, include_deleted, search).await?;
+    cached(catalog, cache, || async {
+        let page = read_page(catalog, &page, include_deleted, search).await?;
         to_json(&page)
     })
     .await
 }
 
 async fn read_page(
-    state: &AppState,
+    catalog: &Catalog<'_>,
     page: &PageRequest<ProductSort>,
     include_deleted: bool,
     search: Option<String>,
@@ -107,7 +127,7 @@ async fn read_page(
             .like(LikeExpr::new(pattern).escape('\\')),
         );
     }
-    let total = select.clone().count(&state.db).await?;
+    let total = select.clone().count(catalog.db).await?;
     let column = match page.order_by {
         ProductSort::CreatedAt => product::Column::CreatedAt,
         ProductSort::UpdatedAt => product::Column::UpdatedAt,
@@ -115,44 +135,40 @@ async fn read_page(
         ProductSort::Price => product::Column::PriceCents,
         ProductSort::Stock => product::Column::Stock,
     };
-    let order = if page.descending {
-        Order::Desc
-    } else {
-        Order::Asc
-    };
+    let order = page.direction();
     let rows = select
         .order_by(column, order.clone())
         .order_by(product::Column::Id, order)
         .offset(page.skip)
         .limit(page.take)
-        .all(&state.db)
+        .all(catalog.db)
         .await?;
     let items = rows
         .into_iter()
-        .map(|p| ProductResponse::new(p, &state.config.currency))
+        .map(|p| ProductResponse::new(p, catalog.currency))
         .collect();
     Ok(Page::new(items, page, total))
 }
 
 /// One product as JSON; soft-deleted ones are visible to admins only. Served from the
 /// cache when it can be (admins always read the database).
-pub async fn get(state: &AppState, caller: Option<&AuthUser>, id: Uuid) -> AppResult<String> {
+pub async fn get(catalog: &Catalog<'_>, caller: Option<&AuthUser>, id: Uuid) -> AppResult<String> {
     let admin = caller.is_some_and(AuthUser::is_admin);
     let cache = (!admin).then(|| format!("item:{id}"));
-    cached(state, cache, || async {
+    cached(catalog, cache, || async {
         let product = product::Entity::find_by_id(id)
-            .one(&state.db)
+            .one(catalog.db)
             .await?
             .filter(|p| p.deleted_at.is_none() || admin)
             .ok_or_else(|| AppError::not_found("product"))?;
-        to_json(&ProductResponse::new(product, &state.config.currency))
+        to_json(&ProductResponse::new(product, catalog.currency))
     })
     .await
 }
 
 /// Serves `key` from the cache under the catalog's current version, or computes, stores
 /// and serves it. `None` (or a cache that is down) reads through.
-async fn cached<F, Fut>(state: &AppState, key: Option<String>, compute: F) -> AppResult<String>
+async fn cached<F, Fut>(catalog: &Catalog<'_>, key: Option<String>, compute: F) -> AppResult<String>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = AppResult<String>>,
@@ -160,15 +176,15 @@ where
     let Some(key) = key else {
         return compute().await;
     };
-    let Some(version) = state.cache.version().await else {
+    let Some(version) = catalog.cache.version().await else {
         return compute().await;
     };
     let key = format!("catalog:v{version}:{key}");
-    if let Some(hit) = state.cache.get(&key).await {
+    if let Some(hit) = catalog.cache.get(&key).await {
         return Ok(hit);
     }
     let json = compute().await?;
-    state.cache.set(&key, &json).await;
+    catalog.cache.set(&key, &json).await;
     Ok(json)
 }
 
@@ -177,7 +193,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> AppResult<String> {
 }
 
 /// Adds a product to the catalog.
-pub async fn create(state: &AppState, input: ProductInput) -> AppResult<ProductResponse> {
+pub async fn create(catalog: &Catalog<'_>, input: ProductInput) -> AppResult<ProductResponse> {
     let mut errors = FieldErrors::new();
     for (field, present) in [
         ("name", input.name.is_some()),
@@ -200,21 +216,21 @@ pub async fn create(state: &AppState, input: ProductInput) -> AppResult<ProductR
         updated_at: Set(now),
         deleted_at: Set(None),
     };
-    let product = model.insert(&state.db).await?;
-    crate::cache::bump_after_commit(&state.cache).await;
-    Ok(ProductResponse::new(product, &state.config.currency))
+    let product = model.insert(catalog.db).await?;
+    catalog.changed().await;
+    Ok(ProductResponse::new(product, catalog.currency))
 }
 
 /// Changes the given fields of a product that is not deleted.
-pub async fn update(state: &AppState, id: Uuid, input: ProductInput) -> AppResult<ProductResponse> {
+pub async fn update(catalog: &Catalog<'_>, id: Uuid, input: ProductInput) -> AppResult<ProductResponse> {
     let changes = validate(input, FieldErrors::new())?;
     let product = product::Entity::find_by_id(id)
-        .one(&state.db)
+        .one(catalog.db)
         .await?
         .filter(|p| p.deleted_at.is_none())
         .ok_or_else(|| AppError::not_found("product"))?;
     if changes.is_empty() {
-        return Ok(ProductResponse::new(product, &state.config.currency));
+        return Ok(ProductResponse::new(product, catalog.currency));
     }
     let mut model = product::ActiveModel {
         id: Set(id),
@@ -238,32 +254,32 @@ pub async fn update(state: &AppState, id: Uuid, input: ProductInput) -> AppResul
         .set(model)
         .filter(product::Column::Id.eq(id))
         .filter(product::Column::DeletedAt.is_null())
-        .exec_with_returning(&state.db)
+        .exec_with_returning(catalog.db)
         .await?;
     let product = updated
         .into_iter()
         .next()
         .ok_or_else(|| AppError::not_found("product"))?;
-    crate::cache::bump_after_commit(&state.cache).await;
-    Ok(ProductResponse::new(product, &state.config.currency))
+    catalog.changed().await;
+    Ok(ProductResponse::new(product, catalog.currency))
 }
 
 /// Soft-deletes a product; deleting it again answers the same product unchanged.
-pub async fn delete(state: &AppState, id: Uuid) -> AppResult<ProductResponse> {
+pub async fn delete(catalog: &Catalog<'_>, id: Uuid) -> AppResult<ProductResponse> {
     let product = product::Entity::find_by_id(id)
-        .one(&state.db)
+        .one(catalog.db)
         .await?
         .ok_or_else(|| AppError::not_found("product"))?;
     if product.deleted_at.is_some() {
-        return Ok(ProductResponse::new(product, &state.config.currency));
+        return Ok(ProductResponse::new(product, catalog.currency));
     }
     let now = clock::now();
     let mut model = product.into_active_model();
     model.deleted_at = Set(Some(now));
     model.updated_at = Set(now);
-    let product = model.update(&state.db).await?;
-    crate::cache::bump_after_commit(&state.cache).await;
-    Ok(ProductResponse::new(product, &state.config.currency))
+    let product = model.update(catalog.db).await?;
+    catalog.changed().await;
+    Ok(ProductResponse::new(product, catalog.currency))
 }
 
 /// Validated field values; `None` means "leave unchanged".
@@ -321,7 +337,7 @@ fn validate(input: ProductInput, mut errors: FieldErrors) -> AppResult<Changes> 
             None
         }
     };
-    let stock = match input.stock {
+    let stock = match input.stock.map(|s| s.0) {
         None => None,
         Some(s) if (0..=MAX_STOCK).contains(&s) => Some(s as i32),
         Some(_) => {

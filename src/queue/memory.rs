@@ -181,6 +181,10 @@ impl JobQueue for MemoryQueue {
         Ok(self.lock().dead.iter().take(limit).cloned().collect())
     }
 
+    async fn dead_job(&self, id: Uuid) -> Result<Option<DeadJob>, QueueError> {
+        Ok(self.lock().dead.iter().find(|job| job.id == id).cloned())
+    }
+
     async fn wait_for_work(&self, poll: Duration) {
         // Registered before looking, so an enqueue between the look and the wait still wakes us.
         let notified = self.work.notified();

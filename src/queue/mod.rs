@@ -84,6 +84,9 @@ pub trait JobQueue: Send + Sync {
     /// The newest dead jobs, at most `limit`.
     async fn dead_jobs(&self, limit: usize) -> Result<Vec<DeadJob>, QueueError>;
 
+    /// One dead job, looked up by id (not by scanning the list).
+    async fn dead_job(&self, id: Uuid) -> Result<Option<DeadJob>, QueueError>;
+
     /// Waits until work may be ready: something was enqueued in this process, or `poll`
     /// has passed.
     async fn wait_for_work(&self, poll: Duration);

@@ -307,6 +307,24 @@ impl JobQueue for RedisQueue {
         })
     }
 
+    async fn dead_job(&self, id: Uuid) -> Result<Option<DeadJob>, QueueError> {
+        // `bury` writes the details hash with the list entry, and `remove_dead` deletes
+        // both: the hash answers for the list in one lookup.
+        let info: Option<String> = self
+            .pool
+            .next()
+            .hget(&self.keys.dead_info, id.to_string())
+            .await
+            .map_err(fail)?;
+        Ok(info.map(|json| {
+            serde_json::from_str(&json).unwrap_or_else(|_| DeadJob {
+                id,
+                error: String::new(),
+                failed_at: clock::now(),
+            })
+        }))
+    }
+
     async fn dead_jobs(&self, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
         if limit == 0 {
             return Ok(Vec::new());

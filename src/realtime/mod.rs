@@ -31,7 +31,7 @@ use socketioxide_redis::{
 use uuid::Uuid;
 
 use crate::{
-    auth::{AuthUser, JwtKeys},
+    auth::{AuthUser, JwtKeys, bearer},
     orders::dto::OrderResponse,
     payments::PaymentEvent,
 };
@@ -186,33 +186,25 @@ impl std::fmt::Display for Unauthorized {
     }
 }
 
-/// The handshake's token: `auth.token`, else `Authorization: Bearer`, else `?token=`.
+/// The handshake's token: `auth.token`, else an `Authorization: Bearer` header, else
+/// `?token=`. A bare token or a `Bearer <token>` value is accepted in `auth.token` and the
+/// query; the header follows HTTP's rule (the `auth::bearer` parser for both).
 fn handshake_token<A: Adapter>(socket: &SocketRef<A>, auth: Option<Value>) -> Option<String> {
-    let strip = |t: &str| {
-        let t = t.trim();
-        t.strip_prefix("Bearer ")
-            .or_else(|| t.strip_prefix("bearer "))
-            .unwrap_or(t)
-            .to_owned()
-    };
-    if let Some(token) = auth
+    let token = |raw: &str| bearer(raw).unwrap_or(raw.trim()).to_owned();
+    if let Some(raw) = auth
         .as_ref()
         .and_then(|a| a.get("token"))
         .and_then(Value::as_str)
     {
-        return Some(strip(token));
+        return Some(token(raw));
     }
     let parts = socket.req_parts();
-    if let Some(value) = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        return Some(strip(value));
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        return value.to_str().ok().and_then(bearer).map(str::to_owned);
     }
     Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
         .ok()
-        .and_then(|Query(query)| query.get("token").map(|t| strip(t)))
+        .and_then(|Query(query)| query.get("token").map(|raw| token(raw)))
 }
 
 /// The connect middleware: refuses a missing or bad token with `unauthorized`.

@@ -11,8 +11,10 @@ use reqwest::{Method, StatusCode, header::HeaderMap};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use shop::{
-    app::{AppState, Application},
     config::Config,
+    payments::worker,
+    startup::Application,
+    state::AppState,
 };
 use uuid::Uuid;
 
@@ -189,7 +191,6 @@ impl TestApp {
             ("QUEUE_LEASE".into(), "5s".into()),
             // Every test talks from 127.0.0.1: limits are tested where a test sets them.
             ("RATE_LIMIT_PER_SECOND".into(), "0".into()),
-            ("LOGIN_RATE_LIMIT_PER_MINUTE".into(), "0".into()),
         ]);
         let mut dir = None;
         let mut pg_database = None;
@@ -219,7 +220,13 @@ impl TestApp {
             vars.insert((*k).into(), (*v).into());
         }
         let mut app = Self::start(vars).await;
-        shop::seed::run(&app.state, ADMIN_EMAIL, ADMIN_PASSWORD, 0)
+        shop::seed::run(
+            &app.state.db,
+            &app.state.passwords,
+            ADMIN_EMAIL,
+            ADMIN_PASSWORD,
+            0,
+        )
             .await
             .expect("admin seeded");
         app.pg_database = pg_database;
@@ -269,6 +276,11 @@ impl TestApp {
             .kill_on_drop(true)
             .spawn()
             .expect("start a shop process")
+    }
+
+    /// What this instance's payment workers use, for running them (or one attempt) here.
+    pub fn worker_env(&self) -> worker::Environment {
+        worker::Environment::from(&self.state)
     }
 
     /// Whether this instance uses the external backends (PostgreSQL + Redis).

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use entity::payment;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
-use shop::{app::spawn_workers, payments::worker, queue::MemoryQueue};
+use shop::{payments::worker, queue::MemoryQueue, startup::spawn_workers};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -23,6 +23,10 @@ both_backends!(
     a_worker_killed_mid_attempt_is_replaced_once,
     the_sweeper_refills_a_lost_queue,
     admins_see_and_retry_dead_jobs,
+    a_confirmed_action_lets_the_payment_succeed,
+    an_order_awaiting_action_can_be_cancelled,
+    an_unconfirmed_action_expires_and_restores_stock_once,
+    a_confirm_racing_the_expiry_changes_things_once,
 );
 
 const TERMINAL: &[&str] = &["COMPLETED", "FAILED", "CANCELLED"];
@@ -152,15 +156,16 @@ async fn a_job_delivered_twice_restores_stock_once(app: TestApp) {
     assert_eq!(app.stock(&admin, &product).await, 6);
 
     let payment = payment_id(&app, &id).await;
+    let env = app.worker_env();
     let (a, b, c) = tokio::join!(
-        worker::process(&app.state, payment),
-        worker::process(&app.state, payment),
-        worker::process(&app.state, payment),
+        worker::process(&env, payment),
+        worker::process(&env, payment),
+        worker::process(&env, payment),
     );
     a.unwrap();
     b.unwrap();
     c.unwrap();
-    worker::process(&app.state, payment).await.unwrap();
+    worker::process(&app.worker_env(), payment).await.unwrap();
 
     let done = app.wait_for_order(&client, &id, TERMINAL).await;
     assert_eq!(done["status"], "FAILED");
@@ -187,7 +192,7 @@ async fn a_cancel_racing_the_last_attempt_restores_stock_once(app: TestApp) {
         let id = order.expect(201)["id"].as_str().unwrap().to_owned();
         let payment = payment_id(&racing, &id).await;
         // Attempt 1 fails transiently: the payment waits for its last attempt.
-        worker::process(&racing.state, payment).await.unwrap();
+        worker::process(&racing.worker_env(), payment).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         let path = format!("/orders/{id}/cancel");
         // Give each side a head start in turn (and none at all every third round), so both
@@ -200,7 +205,7 @@ async fn a_cancel_racing_the_last_attempt_restores_stock_once(app: TestApp) {
         let (attempt, cancel) = tokio::join!(
             async {
                 tokio::time::sleep(attempt_delay).await;
-                worker::process(&racing.state, payment).await
+                worker::process(&racing.worker_env(), payment).await
             },
             async {
                 tokio::time::sleep(cancel_delay).await;
@@ -253,8 +258,8 @@ async fn a_worker_killed_mid_attempt_is_replaced_once(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(leased.len(), 1);
-    let state = slow.state.clone();
-    let doomed = tokio::spawn(async move { worker::process(&state, leased[0]).await });
+    let env = slow.worker_env();
+    let doomed = tokio::spawn(async move { worker::process(&env, leased[0]).await });
     // Killed once the attempt is under way (PROCESSING committed, the provider not yet answered).
     let path = format!("/orders/{id}");
     for _ in 0..200 {
@@ -271,7 +276,7 @@ async fn a_worker_killed_mid_attempt_is_replaced_once(app: TestApp) {
 
     // Another worker takes over once the lease has expired.
     let stop = CancellationToken::new();
-    let workers = spawn_workers(&slow.state, &stop);
+    let workers = spawn_workers(slow.worker_env(), &stop);
     let done = slow.wait_for_order(&client, &id, TERMINAL).await;
     stop.cancel();
     workers.await;
@@ -292,16 +297,16 @@ async fn the_sweeper_refills_a_lost_queue(app: TestApp) {
         ids.push(order.expect(201)["id"].as_str().unwrap().to_owned());
     }
     // Lose the queue: Redis flushed (our keys), or a fresh in-process queue after a restart.
-    let mut state = app.state.clone();
+    let mut env = app.worker_env();
     if app.is_external() {
         flush_queue_keys(&app).await;
     } else {
-        state.queue = Arc::new(MemoryQueue::new());
+        env.queue = Arc::new(MemoryQueue::new());
     }
-    assert_eq!(state.queue.counts().await.unwrap().ready, 0);
+    assert_eq!(env.queue.counts().await.unwrap().ready, 0);
 
     let stop = CancellationToken::new();
-    let workers = spawn_workers(&state, &stop);
+    let workers = spawn_workers(env, &stop);
     for id in &ids {
         let done = app.wait_for_order(&client, id, TERMINAL).await;
         assert_eq!(done["status"], "COMPLETED");
@@ -392,4 +397,185 @@ async fn admins_see_and_retry_dead_jobs(app: TestApp) {
         )
         .await
         .expect_problem(404, "not_found");
+}
+
+/// Waits until the order's payment is `status`.
+async fn wait_for_payment(app: &TestApp, token: &str, id: &str, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let order = app.get(&format!("/orders/{id}"), Some(token)).await;
+        let body = order.expect(200).clone();
+        if body["payment"]["status"] == status {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "payment never reached {status}: {body:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_confirmed_action_lets_the_payment_succeed(app: TestApp) {
+    let admin = app.admin().await;
+    let product = app.product(&admin, "Secure", "9.00", 10).await;
+    let (client, _) = app.client_user().await;
+    let (stranger, _) = app.client_user().await;
+    let paying = with_workers(&app, &[]).await;
+    let mut payments = Listener::connect(paying.port, "/payment", Auth::Payload(&client))
+        .await
+        .unwrap();
+    let order = paying
+        .order_with(&client, &[(&product, 2)], "pm_requires_action")
+        .await;
+    let id = order.expect(201)["id"].as_str().unwrap().to_owned();
+    let path = format!("/orders/{id}/confirm-payment");
+
+    let waiting = wait_for_payment(&paying, &client, &id, "REQUIRES_ACTION").await;
+    assert_eq!(waiting["status"], "PROCESSING");
+    assert_eq!(waiting["payment"]["attempts"], 1);
+    let expires = waiting["payment"]["actionExpiresAt"].as_str().unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(expires).unwrap();
+    assert!(expires > chrono::Utc::now() + chrono::Duration::minutes(14));
+
+    // Only the customer who placed it may confirm.
+    paying
+        .post(&path, Some(&stranger), json!({}))
+        .await
+        .expect_problem(404, "not_found");
+    paying
+        .post(&path, Some(&admin), json!({}))
+        .await
+        .expect_problem(403, "forbidden");
+    let confirmed = paying.post(&path, Some(&client), json!({})).await;
+    let confirmed = confirmed.expect(200);
+    assert_eq!(confirmed["payment"]["status"], "PENDING");
+    assert_eq!(confirmed["payment"]["actionExpiresAt"], Value::Null);
+
+    let done = paying.wait_for_order(&client, &id, TERMINAL).await;
+    assert_eq!(done["status"], "COMPLETED");
+    assert_eq!(done["payment"]["status"], "SUCCEEDED");
+    assert_eq!(done["payment"]["attempts"], 2);
+    assert_eq!(paying.stock(&admin, &product).await, 8);
+    paying
+        .post(&path, Some(&client), json!({}))
+        .await
+        .expect_problem(409, "payment_not_awaiting_action");
+
+    let heard = payments.until(|e| e["status"] == "SUCCEEDED").await;
+    let statuses: Vec<&str> = heard.iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        statuses,
+        ["PROCESSING", "REQUIRES_ACTION", "PROCESSING", "SUCCEEDED"]
+    );
+    assert!(heard[1]["actionExpiresAt"].is_string());
+    payments.close().await;
+}
+
+async fn an_order_awaiting_action_can_be_cancelled(app: TestApp) {
+    let admin = app.admin().await;
+    let product = app.product(&admin, "Hesitant", "3.00", 10).await;
+    let (client, _) = app.client_user().await;
+    let paying = with_workers(&app, &[]).await;
+    let order = paying
+        .order_with(&client, &[(&product, 4)], "pm_requires_action")
+        .await;
+    let id = order.expect(201)["id"].as_str().unwrap().to_owned();
+    wait_for_payment(&paying, &client, &id, "REQUIRES_ACTION").await;
+    assert_eq!(paying.stock(&admin, &product).await, 6);
+
+    let cancelled = paying
+        .post(&format!("/orders/{id}/cancel"), Some(&client), json!({}))
+        .await;
+    let cancelled = cancelled.expect(200);
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled["payment"]["status"], "CANCELLED");
+    assert_eq!(paying.stock(&admin, &product).await, 10);
+    paying
+        .post(&format!("/orders/{id}/confirm-payment"), Some(&client), json!({}))
+        .await
+        .expect_problem(409, "payment_not_awaiting_action");
+    // The job that waited for the action's expiry finds nothing to do.
+    let payment = payment_id(&paying, &id).await;
+    worker::process(&paying.worker_env(), payment).await.unwrap();
+    let after = paying.get(&format!("/orders/{id}"), Some(&client)).await;
+    assert_eq!(after.expect(200)["status"], "CANCELLED");
+    assert_eq!(paying.stock(&admin, &product).await, 10);
+}
+
+async fn an_unconfirmed_action_expires_and_restores_stock_once(app: TestApp) {
+    let admin = app.admin().await;
+    let product = app.product(&admin, "Abandoned", "3.00", 10).await;
+    let (client, _) = app.client_user().await;
+    let paying = with_workers(&app, &[("PAYMENT_ACTION_TIMEOUT", "300ms")]).await;
+    let order = paying
+        .order_with(&client, &[(&product, 3)], "pm_requires_action")
+        .await;
+    let id = order.expect(201)["id"].as_str().unwrap().to_owned();
+    let done = paying.wait_for_order(&client, &id, TERMINAL).await;
+    assert_eq!(done["status"], "FAILED");
+    assert_eq!(done["payment"]["status"], "FAILED");
+    assert!(
+        done["payment"]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("not confirmed in time")
+    );
+    assert_eq!(paying.stock(&admin, &product).await, 10);
+
+    // Delivered again, swept again: the stock comes back only once.
+    let env = paying.worker_env();
+    let payment = payment_id(&paying, &id).await;
+    let (a, b) = tokio::join!(worker::process(&env, payment), worker::process(&env, payment));
+    a.unwrap();
+    b.unwrap();
+    worker::sweep(&env).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(paying.stock(&admin, &product).await, 10);
+    paying
+        .post(&format!("/orders/{id}/confirm-payment"), Some(&client), json!({}))
+        .await
+        .expect_problem(409, "payment_not_awaiting_action");
+}
+
+async fn a_confirm_racing_the_expiry_changes_things_once(app: TestApp) {
+    let admin = app.admin().await;
+    let product = app.product(&admin, "Raced", "1.00", 100).await;
+    let (client, _) = app.client_user().await;
+    // The attempt asks for the action; then a confirm and the expiry race for it.
+    let racing = app.sibling(&[("PAYMENT_ACTION_TIMEOUT", "150ms")]).await;
+    let env = racing.worker_env();
+    let mut completed = 0;
+    for _ in 0..8 {
+        let order = racing
+            .order_with(&client, &[(&product, 1)], "pm_requires_action")
+            .await;
+        let id = order.expect(201)["id"].as_str().unwrap().to_owned();
+        let payment = payment_id(&racing, &id).await;
+        worker::process(&env, payment).await.unwrap();
+        wait_for_payment(&racing, &client, &id, "REQUIRES_ACTION").await;
+        tokio::time::sleep(Duration::from_millis(140)).await;
+        let path = format!("/orders/{id}/confirm-payment");
+        let (confirm, expiry) = tokio::join!(
+            racing.post(&path, Some(&client), json!({})),
+            worker::process(&env, payment)
+        );
+        expiry.unwrap();
+        let confirmed = confirm.status == 200;
+        if !confirmed {
+            confirm.expect_problem(409, "payment_not_awaiting_action");
+        }
+        // Whatever won, the payment moves on from there exactly once.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        worker::process(&env, payment).await.unwrap();
+        let done = racing.wait_for_order(&client, &id, TERMINAL).await;
+        if confirmed {
+            assert_eq!(done["status"], "COMPLETED", "{done:#}");
+            completed += 1;
+        } else {
+            assert_eq!(done["status"], "FAILED", "{done:#}");
+        }
+    }
+    // Each completed order keeps its unit; each failed one gave it back, once.
+    assert_eq!(racing.stock(&admin, &product).await, 100 - completed);
 }

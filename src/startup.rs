@@ -1,0 +1,212 @@
+//! Start-up and shutdown: connects the backends (the database, and Redis when configured),
+//! builds the state, binds the port, serves until told to stop, then drains.
+//!
+//! `main` and the integration tests start the same [`Application`], so tests exercise
+//! exactly what runs in production.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    auth::{self, JwtKeys, PasswordHasher},
+    cache::{Cache, MemoryCache, RedisCache},
+    config::Config,
+    db, idempotency, metrics,
+    notifier::Notifier,
+    orders::service::Orders,
+    payments::worker,
+    queue::{JobQueue, MemoryQueue, RedisQueue},
+    rate_limit::{
+        ApiLimiter, ClientIp, FailureCounter, LoginGuard, MemoryFailureCounter,
+        RedisFailureCounter,
+    },
+    realtime::Realtime,
+    redis_client, router, seed,
+    state::{App, AppState},
+};
+
+/// What lives in Redis with `REDIS_URL`, else in this process.
+pub struct Backends {
+    pub queue: Arc<dyn JobQueue>,
+    pub cache: Arc<dyn Cache>,
+    pub failures: Arc<dyn FailureCounter>,
+}
+
+impl Backends {
+    /// Connects to Redis when configured (waiting for it a while), else builds the
+    /// in-process versions.
+    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+        let prefix = &config.redis_key_prefix;
+        Ok(match &config.redis_url {
+            Some(url) => {
+                let pool = redis_client::connect(url, config.redis_pool_size).await?;
+                Self {
+                    queue: Arc::new(RedisQueue::new(pool.clone(), prefix, "payments")),
+                    cache: Arc::new(RedisCache::new(pool.clone(), prefix, config.cache_ttl)),
+                    failures: Arc::new(RedisFailureCounter::new(pool, prefix)),
+                }
+            }
+            None => Self {
+                queue: Arc::new(MemoryQueue::new()),
+                cache: Arc::new(MemoryCache::new(config.cache_ttl)),
+                failures: Arc::new(MemoryFailureCounter::default()),
+            },
+        })
+    }
+}
+
+/// Connects everything a process needs and builds its state; the Socket.IO server is
+/// returned apart, for HTTP processes to serve.
+pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Realtime)> {
+    // Install the metrics recorder before anything records.
+    metrics::handle();
+    let db = db::connect(&config).await?;
+    let secret = auth::jwt_secret(&config)?;
+    let jwt = Arc::new(JwtKeys::new(
+        secret.expose_secret().as_bytes(),
+        config.jwt_ttl,
+    ));
+    let cost = config.bcrypt_cost;
+    let passwords = tokio::task::spawn_blocking(move || PasswordHasher::new(cost))
+        .await
+        .context("password hasher set-up failed")??;
+    let backends = Backends::connect(&config).await?;
+    let realtime = match &config.redis_url {
+        Some(url) => Realtime::redis(jwt.clone(), url, &config.redis_key_prefix)
+            .await
+            .context("cannot start the Socket.IO Redis adapter")?,
+        None => Realtime::local(jwt.clone()),
+    };
+    let clients = ClientIp::new(config.trusted_proxies.clone());
+    let api_limit = ApiLimiter::new(config.api_rate, &clients);
+    let config = Arc::new(config);
+    let notifier = Notifier::new(realtime.events.clone(), backends.cache.clone());
+    let app = App {
+        orders: Orders {
+            db: db.clone(),
+            queue: backends.queue.clone(),
+            notifier: notifier.clone(),
+            config: config.clone(),
+        },
+        notifier,
+        logins: LoginGuard::new(config.login, backends.failures),
+        queue: backends.queue,
+        cache: backends.cache,
+        jwt,
+        passwords: Arc::new(passwords),
+        api_limit,
+        clients,
+        db,
+        config,
+    };
+    Ok((AppState(Arc::new(app)), realtime))
+}
+
+/// A bound, ready-to-run HTTP server (with payment workers unless `WORKERS=0`).
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    realtime: Realtime,
+}
+
+impl Application {
+    /// Prepares everything and binds the port (`PORT=0` picks a free one). An empty
+    /// embedded database is seeded first, so a newcomer can try the API at once.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let (state, realtime) = build_state(config).await?;
+        if !state.config.database.is_postgres() {
+            seed::first_run(&state.db, &state.passwords, &state.config).await?;
+        }
+        let addr = SocketAddr::new(state.config.host, state.config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (HOST, PORT)"))?;
+        Ok(Self {
+            listener,
+            state,
+            realtime,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, drains in-flight requests
+    /// and lets running payment attempts finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let housekeeping = tokio::spawn(purge_idempotency_keys(self.state.clone(), stop.clone()));
+        let pruning = self
+            .state
+            .api_limit
+            .clone()
+            .map(|limiter| tokio::spawn(limiter.prune_until(stop.clone())));
+        let workers = self
+            .state
+            .config
+            .payments
+            .workers
+            .then(|| spawn_workers(worker::Environment::from(&self.state), &stop));
+        tracing::info!(address = %self.listener.local_addr()?, "shop is listening");
+        let app = self.realtime.serve(router::router(self.state));
+        let served = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        stop.cancel();
+        let _ = housekeeping.await;
+        if let Some(pruning) = pruning {
+            let _ = pruning.await;
+        }
+        if let Some(workers) = workers {
+            workers.await;
+        }
+        served.context("the HTTP server failed")
+    }
+}
+
+/// Starts the payment worker and the sweeper; the returned future ends when both have
+/// stopped after `stop` is cancelled.
+pub fn spawn_workers(
+    env: worker::Environment,
+    stop: &CancellationToken,
+) -> impl Future<Output = ()> + use<> {
+    let worker = tokio::spawn(worker::run(env.clone(), stop.clone()));
+    let sweeper = tokio::spawn(worker::run_sweeper(env, stop.clone()));
+    async move {
+        let _ = tokio::join!(worker, sweeper);
+    }
+}
+
+/// Deletes expired idempotency keys once an hour until `stop`.
+async fn purge_idempotency_keys(state: AppState, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        match idempotency::purge_expired(&state.db, state.config.idempotency_ttl).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
+            Err(err) => tracing::warn!(error = ?err, "could not purge idempotency keys"),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The shared state of a process: one [`App`] behind an `Arc`, handed to every handler as
+//! [`AppState`]. Extractors take only the parts they need through `FromRef`.
+
+use std::{ops::Deref, sync::Arc};
+
+use axum::extract::FromRef;
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    auth::{JwtKeys, PasswordHasher},
+    cache::Cache,
+    config::Config,
+    notifier::Notifier,
+    orders::service::Orders,
+    queue::JobQueue,
+    rate_limit::{ApiLimiter, ClientIp, LoginGuard},
+};
+
+/// Everything the HTTP side of a process holds.
+pub struct App {
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    pub jwt: Arc<JwtKeys>,
+    pub passwords: Arc<PasswordHasher>,
+    /// The retry queue: Redis with `REDIS_URL`, else in this process.
+    pub queue: Arc<dyn JobQueue>,
+    /// Tells listeners and the catalog cache what committed.
+    pub notifier: Notifier,
+    /// The order rules, with what they use.
+    pub orders: Orders,
+    /// The catalog read cache: Redis with `REDIS_URL`, else in this process.
+    pub cache: Arc<dyn Cache>,
+    /// Failed logins: Redis with `REDIS_URL`, else in this process.
+    pub logins: LoginGuard,
+    /// Who the client is (the peer, or behind trusted proxies the forwarded address).
+    pub clients: ClientIp,
+    /// The per-address limit on the API; `None` when off.
+    pub api_limit: Option<ApiLimiter>,
+}
+
+/// What handlers take: the [`App`], cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<JwtKeys> {
+    fn from_ref(state: &AppState) -> Self {
+        state.jwt.clone()
+    }
+}
+
+impl FromRef<AppState> for ClientIp {
+    fn from_ref(state: &AppState) -> Self {
+        state.clients.clone()
+    }
+}
