@@ -5,7 +5,9 @@
 //! with the variable's name, so a misconfigured deployment fails with one clear message
 //! instead of a panic later.
 
-use std::{fmt::Display, net::IpAddr, ops::RangeInclusive, path::PathBuf, str::FromStr, time::Duration};
+use std::{
+    fmt::Display, net::IpAddr, ops::RangeInclusive, path::PathBuf, str::FromStr, time::Duration,
+};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -133,7 +135,12 @@ impl Reader<'_> {
 
     /// `name` parsed by `parse`, or `default` when unset. A bad value is reported (and
     /// `default` stands in, so the rest can still be checked).
-    fn parse<T>(&mut self, name: &str, default: T, parse: impl FnOnce(&str) -> Result<T, String>) -> T {
+    fn parse<T>(
+        &mut self,
+        name: &str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> T {
         let Some(raw) = self.raw(name) else {
             return default;
         };
@@ -161,7 +168,12 @@ impl Reader<'_> {
     }
 
     /// A duration such as `90s`, `15m`, `1h 30m`, `7d`, `250ms` (or bare seconds).
-    fn duration(&mut self, name: &str, default: Duration, range: RangeInclusive<Duration>) -> Duration {
+    fn duration(
+        &mut self,
+        name: &str,
+        default: Duration,
+        range: RangeInclusive<Duration>,
+    ) -> Duration {
         self.parse(name, default, |raw| {
             let duration = parse_duration(raw)?;
             if range.contains(&duration) {
@@ -195,8 +207,9 @@ impl Reader<'_> {
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let duration = match raw.trim().parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => humantime::parse_duration(raw.trim())
-            .map_err(|err| format!("expected a duration such as 3600, 90s, 15m, 1h or 7d ({err})"))?,
+        Err(_) => humantime::parse_duration(raw.trim()).map_err(|err| {
+            format!("expected a duration such as 3600, 90s, 15m, 1h or 7d ({err})")
+        })?,
     };
     if duration.is_zero() {
         return Err("must be greater than zero".into());
@@ -265,9 +278,11 @@ impl Config {
         let idempotency_ttl = env.duration("IDEMPOTENCY_TTL", DAY, DAY..=30 * DAY);
         let payments = PaymentConfig {
             max_attempts: env.number("PAYMENT_MAX_ATTEMPTS", 5u8, 1..=20),
-            success_rate: env.parse("PAYMENT_SUCCESS_RATE", 0.8, |raw| match raw.parse::<f64>() {
-                Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
-                _ => Err("expected a probability from 0 to 1, such as 0.8".into()),
+            success_rate: env.parse("PAYMENT_SUCCESS_RATE", 0.8, |raw| {
+                match raw.parse::<f64>() {
+                    Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+                    _ => Err("expected a probability from 0 to 1, such as 0.8".into()),
+                }
             }),
             latency: env.milliseconds("PAYMENT_LATENCY_MS", 500, 0..=600_000),
             backoff_base: env.milliseconds("PAYMENT_BACKOFF_BASE_MS", 1000, 1..=3_600_000),
@@ -283,7 +298,11 @@ impl Config {
                 _ => Err("expected 1 (run payment workers in this process) or 0".into()),
             }),
             worker_concurrency: env.number("WORKER_CONCURRENCY", 16usize, 1..=1024),
-            lease: env.duration("QUEUE_LEASE", 30 * SECOND, Duration::from_millis(100)..=HOUR),
+            lease: env.duration(
+                "QUEUE_LEASE",
+                30 * SECOND,
+                Duration::from_millis(100)..=HOUR,
+            ),
             sweep_interval: env.duration(
                 "SWEEP_INTERVAL",
                 5 * SECOND,
@@ -331,7 +350,11 @@ impl Config {
                 ))
             }
         });
-        let request_timeout = env.duration("REQUEST_TIMEOUT", 30 * SECOND, Duration::from_millis(1)..=HOUR);
+        let request_timeout = env.duration(
+            "REQUEST_TIMEOUT",
+            30 * SECOND,
+            Duration::from_millis(1)..=HOUR,
+        );
         let log_format = env.parse("LOG_FORMAT", LogFormat::Pretty, |raw| match raw {
             "pretty" => Ok(LogFormat::Pretty),
             "json" => Ok(LogFormat::Json),
@@ -492,7 +515,11 @@ mod tests {
         assert_eq!(c.login.per_account_and_address, 6);
         assert_eq!(c.login.window, Duration::from_secs(900));
         assert_eq!(
-            config(&[("RATE_LIMIT_PER_SECOND", "4")]).unwrap().api_rate.unwrap().interval,
+            config(&[("RATE_LIMIT_PER_SECOND", "4")])
+                .unwrap()
+                .api_rate
+                .unwrap()
+                .interval,
             Duration::from_millis(250)
         );
         assert_eq!(c.trusted_proxies.len(), 2);

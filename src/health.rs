@@ -9,10 +9,10 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    state::AppState,
     db,
     error::{AppError, AppResult, Problem},
     extract::Json,
+    state::AppState,
 };
 
 /// How long a dependency may take to answer a readiness check.

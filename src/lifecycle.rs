@@ -147,12 +147,18 @@ pub async fn start_attempts<C: ConnectionTrait>(
         .add(payment::Column::Status.eq(PaymentStatus::Processing))
         .add(payment::Column::UpdatedAt.lt(now - lease));
     let payments = payment::Entity::update_many()
-        .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Processing))
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(PaymentStatus::Processing),
+        )
         .col_expr(
             payment::Column::Attempts,
             Expr::col(payment::Column::Attempts).add(1),
         )
-        .col_expr(payment::Column::NextAttemptAt, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(
+            payment::Column::NextAttemptAt,
+            Expr::value(None::<DateTime<Utc>>),
+        )
         .col_expr(payment::Column::UpdatedAt, Expr::value(now))
         .filter(payment::Column::Id.is_in(ids.iter().copied()))
         .filter(Condition::any().add(due).add(abandoned))
@@ -182,7 +188,10 @@ pub async fn succeed<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> AppResult<Vec<Moved>> {
     let payments = payment::Entity::update_many()
-        .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Succeeded))
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(PaymentStatus::Succeeded),
+        )
         .col_expr(payment::Column::LastError, Expr::value(None::<String>))
         .col_expr(payment::Column::UpdatedAt, Expr::value(now))
         .filter(payment::Column::Id.is_in(ids.iter().copied()))
@@ -211,9 +220,15 @@ pub async fn schedule_retry<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> AppResult<Option<payment::Model>> {
     let rows = payment::Entity::update_many()
-        .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Retrying))
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(PaymentStatus::Retrying),
+        )
         .col_expr(payment::Column::NextAttemptAt, Expr::value(Some(due)))
-        .col_expr(payment::Column::LastError, Expr::value(Some(error.to_owned())))
+        .col_expr(
+            payment::Column::LastError,
+            Expr::value(Some(error.to_owned())),
+        )
         .col_expr(payment::Column::UpdatedAt, Expr::value(now))
         .filter(owns_attempt(attempt))
         .exec_with_returning(db)
@@ -235,7 +250,10 @@ pub async fn require_action<C: ConnectionTrait>(
             payment::Column::Status,
             Expr::value(PaymentStatus::RequiresAction),
         )
-        .col_expr(payment::Column::ActionExpiresAt, Expr::value(Some(expires_at)))
+        .col_expr(
+            payment::Column::ActionExpiresAt,
+            Expr::value(Some(expires_at)),
+        )
         .col_expr(payment::Column::LastError, Expr::value(None::<String>))
         .col_expr(payment::Column::UpdatedAt, Expr::value(now))
         .filter(owns_attempt(attempt))
@@ -282,7 +300,10 @@ pub async fn give_up<C: ConnectionTrait>(
 ) -> AppResult<Option<Moved>> {
     let rows = payment::Entity::update_many()
         .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Failed))
-        .col_expr(payment::Column::LastError, Expr::value(Some(error.to_owned())))
+        .col_expr(
+            payment::Column::LastError,
+            Expr::value(Some(error.to_owned())),
+        )
         .col_expr(payment::Column::UpdatedAt, Expr::value(now))
         .filter(owns_attempt(attempt))
         .exec_with_returning(txn)
@@ -302,7 +323,9 @@ pub async fn expire_action<C: ConnectionTrait>(
         .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Failed))
         .col_expr(
             payment::Column::LastError,
-            Expr::value(Some("the customer's action was not confirmed in time".to_owned())),
+            Expr::value(Some(
+                "the customer's action was not confirmed in time".to_owned(),
+            )),
         )
         .col_expr(payment::Column::UpdatedAt, Expr::value(now))
         .filter(payment::Column::Id.eq(payment_id))
@@ -323,8 +346,14 @@ pub async fn cancel<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> AppResult<Option<Moved>> {
     let rows = payment::Entity::update_many()
-        .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Cancelled))
-        .col_expr(payment::Column::NextAttemptAt, Expr::value(None::<DateTime<Utc>>))
+        .col_expr(
+            payment::Column::Status,
+            Expr::value(PaymentStatus::Cancelled),
+        )
+        .col_expr(
+            payment::Column::NextAttemptAt,
+            Expr::value(None::<DateTime<Utc>>),
+        )
         .col_expr(
             payment::Column::ActionExpiresAt,
             Expr::value(None::<DateTime<Utc>>),

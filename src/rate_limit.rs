@@ -95,9 +95,13 @@ where
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
             .ok_or_else(|| {
-                AppError::Internal(anyhow::anyhow!("served without the peer address (ConnectInfo)"))
+                AppError::Internal(anyhow::anyhow!(
+                    "served without the peer address (ConnectInfo)"
+                ))
             })?;
-        Ok(Self(ClientIp::from_ref(state).resolve(peer, &parts.headers)))
+        Ok(Self(
+            ClientIp::from_ref(state).resolve(peer, &parts.headers),
+        ))
     }
 }
 
@@ -184,7 +188,9 @@ fn too_many_requests(error: GovernorError) -> Response<Body> {
             response
         }
         GovernorError::UnableToExtractKey => {
-            tracing::error!("rate limit: the client address is unknown (served without ConnectInfo)");
+            tracing::error!(
+                "rate limit: the client address is unknown (served without ConnectInfo)"
+            );
             internal_error_response()
         }
         GovernorError::Other { code, msg, .. } => problem_response(
@@ -352,7 +358,9 @@ impl LoginGuard {
             } else {
                 (
                     "rate_limited",
-                    format!("Too many failed sign-ins from this address; try again in {seconds} s."),
+                    format!(
+                        "Too many failed sign-ins from this address; try again in {seconds} s."
+                    ),
                 )
             };
             return Err(AppError::new(StatusCode::TOO_MANY_REQUESTS, code, detail)
@@ -613,9 +621,18 @@ mod tests {
         assert_eq!(code(&g.failed("b", home, refusal()).await), "rate_limited");
         assert_eq!(code(&g.check("c", home).await.unwrap_err()), "rate_limited");
         // Per account across addresses: `a` has 2; two more from elsewhere lock it.
-        assert_eq!(code(&g.failed("a", office, refusal()).await), "unauthorized");
-        assert_eq!(code(&g.failed("a", ip("3.3.3.3"), refusal()).await), "account_locked");
-        assert_eq!(code(&g.check("a", ip("4.4.4.4")).await.unwrap_err()), "account_locked");
+        assert_eq!(
+            code(&g.failed("a", office, refusal()).await),
+            "unauthorized"
+        );
+        assert_eq!(
+            code(&g.failed("a", ip("3.3.3.3"), refusal()).await),
+            "account_locked"
+        );
+        assert_eq!(
+            code(&g.check("a", ip("4.4.4.4")).await.unwrap_err()),
+            "account_locked"
+        );
         assert!(g.check("d", office).await.is_ok());
     }
 }

@@ -67,7 +67,16 @@ pub async fn run(
     let admin_created = if exists {
         false
     } else {
-        match create_user(db, passwords, &email, Some("Admin".into()), &password, Role::Admin).await {
+        match create_user(
+            db,
+            passwords,
+            &email,
+            Some("Admin".into()),
+            &password,
+            Role::Admin,
+        )
+        .await
+        {
             Ok(_) => true,
             // Another process seeded it at the same moment.
             Err(AppError::Problem {

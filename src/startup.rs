@@ -21,8 +21,7 @@ use crate::{
     payments::worker,
     queue::{JobQueue, MemoryQueue, RedisQueue},
     rate_limit::{
-        ApiLimiter, ClientIp, FailureCounter, LoginGuard, MemoryFailureCounter,
-        RedisFailureCounter,
+        ApiLimiter, ClientIp, FailureCounter, LoginGuard, MemoryFailureCounter, RedisFailureCounter,
     },
     realtime::Realtime,
     redis_client, router, seed,

@@ -64,7 +64,14 @@ mod tests {
 
     #[test]
     fn fractions_strings_and_huge_values_are_refused() {
-        for bad in ["7.5", "\"7\"", "true", "null", "1e300", "18446744073709551615"] {
+        for bad in [
+            "7.5",
+            "\"7\"",
+            "true",
+            "null",
+            "1e300",
+            "18446744073709551615",
+        ] {
             assert!(parse(bad).is_err(), "{bad} was accepted");
         }
     }

@@ -14,11 +14,11 @@ use super::{
 };
 use crate::{
     auth::AuthUser,
-    state::AppState,
     error::{AppError, AppResult, Problem},
     extract::{Json, Path, Query},
     idempotency::IdempotencyKey,
     pagination::Page,
+    state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -151,5 +151,7 @@ async fn confirm_payment(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<OrderResponse>> {
-    Ok(Json(service::confirm_payment(&state.orders, &user, id).await?))
+    Ok(Json(
+        service::confirm_payment(&state.orders, &user, id).await?,
+    ))
 }

@@ -7,8 +7,8 @@ use std::{collections::HashSet, sync::Arc};
 
 use entity::{PaymentStatus, order, status};
 use sea_orm::{
-    ActiveEnum, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveEnum, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -332,7 +332,11 @@ pub async fn cancel(orders: &Orders, caller: &AuthUser, id: Uuid) -> AppResult<O
         Ok(cancelled.response())
     })
     .await
-    .unwrap_or_else(|| Err(AppError::Internal(anyhow::anyhow!("cancel follow-up failed"))))
+    .unwrap_or_else(|| {
+        Err(AppError::Internal(anyhow::anyhow!(
+            "cancel follow-up failed"
+        )))
+    })
 }
 
 /// The owner confirms the action a payment waits for (`REQUIRES_ACTION`): the payment is

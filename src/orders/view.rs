@@ -85,7 +85,9 @@ impl OrderView {
     /// Loads one order's view; `None` when there is no such order.
     pub async fn load<C: ConnectionTrait>(db: &C, id: Uuid) -> AppResult<Option<Self>> {
         let order = order::Entity::find_by_id(id).one(db).await?;
-        Ok(Self::load_many(db, order.into_iter().collect()).await?.pop())
+        Ok(Self::load_many(db, order.into_iter().collect())
+            .await?
+            .pop())
     }
 
     /// The same order after a transition moved it.

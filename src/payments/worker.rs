@@ -7,7 +7,9 @@ use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use entity::{PaymentStatus, order, payment};
-use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -73,8 +75,8 @@ pub async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
     // Read after the write lock is held, so a long wait for it cannot make a healthy
     // attempt elsewhere look abandoned.
     let started_at = clock::now();
-    let started = lifecycle::start_attempts(&txn, ids, to_chrono(env.config.lease), started_at)
-        .await?;
+    let started =
+        lifecycle::start_attempts(&txn, ids, to_chrono(env.config.lease), started_at).await?;
     txn.commit().await?;
     for id in ids {
         if !started.iter().any(|m| m.payment.id == *id) {
@@ -143,7 +145,9 @@ pub async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
                 .await?;
             }
             AttemptOutcome::Transient(error) => {
-                transient_failure(env, &view, &error).instrument(span).await?;
+                transient_failure(env, &view, &error)
+                    .instrument(span)
+                    .await?;
             }
             AttemptOutcome::RequiresAction => await_action(env, &view).instrument(span).await?,
         }
@@ -152,7 +156,11 @@ pub async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
 }
 
 /// Ends the successful attempts that started together at `started_at`.
-async fn succeed(env: &Environment, attempts: Vec<OrderView>, started_at: DateTime<Utc>) -> AppResult<()> {
+async fn succeed(
+    env: &Environment,
+    attempts: Vec<OrderView>,
+    started_at: DateTime<Utc>,
+) -> AppResult<()> {
     if attempts.is_empty() {
         return Ok(());
     }
@@ -199,7 +207,8 @@ async fn transient_failure(env: &Environment, view: &OrderView, error: &str) -> 
     }
     let now = clock::now();
     let due = now + to_chrono(policy.delay(attempt, rand::random()));
-    if let Some(waiting) = lifecycle::schedule_retry(&env.db, &view.payment, due, error, now).await?
+    if let Some(waiting) =
+        lifecycle::schedule_retry(&env.db, &view.payment, due, error, now).await?
     {
         tracing::info!(%error, next_attempt_at = %due, "payment will be retried");
         if let Err(err) = env.queue.retry(payment_id, due).await {
@@ -392,7 +401,10 @@ pub async fn sweep(env: &Environment) -> AppResult<u64> {
     let lost = Condition::any()
         .add(
             Condition::all()
-                .add(payment::Column::Status.is_in([PaymentStatus::Pending, PaymentStatus::Retrying]))
+                .add(
+                    payment::Column::Status
+                        .is_in([PaymentStatus::Pending, PaymentStatus::Retrying]),
+                )
                 .add(payment::Column::NextAttemptAt.lte(overdue)),
         )
         .add(

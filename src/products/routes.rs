@@ -14,10 +14,10 @@ use super::{
 };
 use crate::{
     auth::AuthUser,
-    state::AppState,
     error::{AppResult, Problem},
     extract::{Json, Path, Query},
     pagination::Page,
+    state::AppState,
 };
 
 /// The catalog's rules, with what they use from the state.
@@ -52,7 +52,9 @@ async fn list_products(
     caller: Option<AuthUser>,
     Query(query): Query<ProductListQuery>,
 ) -> AppResult<Response> {
-    Ok(json(service::list(&catalog(&state), caller.as_ref(), query).await?))
+    Ok(json(
+        service::list(&catalog(&state), caller.as_ref(), query).await?,
+    ))
 }
 
 /// One product (admins also see soft-deleted ones).
@@ -68,7 +70,9 @@ async fn get_product(
     caller: Option<AuthUser>,
     Path(id): Path<Uuid>,
 ) -> AppResult<Response> {
-    Ok(json(service::get(&catalog(&state), caller.as_ref(), id).await?))
+    Ok(json(
+        service::get(&catalog(&state), caller.as_ref(), id).await?,
+    ))
 }
 
 /// A JSON answer from text already serialized (by the cache or for it).

@@ -2,8 +2,8 @@
 
 use entity::product;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use uuid::Uuid;
@@ -222,7 +222,11 @@ pub async fn create(catalog: &Catalog<'_>, input: ProductInput) -> AppResult<Pro
 }
 
 /// Changes the given fields of a product that is not deleted.
-pub async fn update(catalog: &Catalog<'_>, id: Uuid, input: ProductInput) -> AppResult<ProductResponse> {
+pub async fn update(
+    catalog: &Catalog<'_>,
+    id: Uuid,
+    input: ProductInput,
+) -> AppResult<ProductResponse> {
     let changes = validate(input, FieldErrors::new())?;
     let product = product::Entity::find_by_id(id)
         .one(catalog.db)

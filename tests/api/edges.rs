@@ -54,7 +54,11 @@ async fn only_failed_logins_count_and_limits_lift_after_the_window(app: TestApp)
     assert_eq!(first.headers["ratelimit-remaining"], "1");
     let refused = login(&email, "Wr0ng!pass").await;
     refused.expect_problem(429, "rate_limited");
-    let retry_after: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry_after >= 1);
     assert_eq!(refused.headers["ratelimit-remaining"], "0");
     // Guessing stops: even the right password is refused from this address for now.

@@ -10,12 +10,7 @@ use std::{
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
-use shop::{
-    config::Config,
-    payments::worker,
-    startup::Application,
-    state::AppState,
-};
+use shop::{config::Config, payments::worker, startup::Application, state::AppState};
 use uuid::Uuid;
 
 pub const ADMIN_EMAIL: &str = "admin@shop.test";
@@ -227,8 +222,8 @@ impl TestApp {
             ADMIN_PASSWORD,
             0,
         )
-            .await
-            .expect("admin seeded");
+        .await
+        .expect("admin seeded");
         app.pg_database = pg_database;
         app._dir = dir;
         Some(app)

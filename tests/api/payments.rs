@@ -192,7 +192,9 @@ async fn a_cancel_racing_the_last_attempt_restores_stock_once(app: TestApp) {
         let id = order.expect(201)["id"].as_str().unwrap().to_owned();
         let payment = payment_id(&racing, &id).await;
         // Attempt 1 fails transiently: the payment waits for its last attempt.
-        worker::process(&racing.worker_env(), payment).await.unwrap();
+        worker::process(&racing.worker_env(), payment)
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         let path = format!("/orders/{id}/cancel");
         // Give each side a head start in turn (and none at all every third round), so both
@@ -463,7 +465,10 @@ async fn a_confirmed_action_lets_the_payment_succeed(app: TestApp) {
         .expect_problem(409, "payment_not_awaiting_action");
 
     let heard = payments.until(|e| e["status"] == "SUCCEEDED").await;
-    let statuses: Vec<&str> = heard.iter().map(|e| e["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = heard
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
     assert_eq!(
         statuses,
         ["PROCESSING", "REQUIRES_ACTION", "PROCESSING", "SUCCEEDED"]
@@ -492,12 +497,18 @@ async fn an_order_awaiting_action_can_be_cancelled(app: TestApp) {
     assert_eq!(cancelled["payment"]["status"], "CANCELLED");
     assert_eq!(paying.stock(&admin, &product).await, 10);
     paying
-        .post(&format!("/orders/{id}/confirm-payment"), Some(&client), json!({}))
+        .post(
+            &format!("/orders/{id}/confirm-payment"),
+            Some(&client),
+            json!({}),
+        )
         .await
         .expect_problem(409, "payment_not_awaiting_action");
     // The job that waited for the action's expiry finds nothing to do.
     let payment = payment_id(&paying, &id).await;
-    worker::process(&paying.worker_env(), payment).await.unwrap();
+    worker::process(&paying.worker_env(), payment)
+        .await
+        .unwrap();
     let after = paying.get(&format!("/orders/{id}"), Some(&client)).await;
     assert_eq!(after.expect(200)["status"], "CANCELLED");
     assert_eq!(paying.stock(&admin, &product).await, 10);
@@ -526,14 +537,21 @@ async fn an_unconfirmed_action_expires_and_restores_stock_once(app: TestApp) {
     // Delivered again, swept again: the stock comes back only once.
     let env = paying.worker_env();
     let payment = payment_id(&paying, &id).await;
-    let (a, b) = tokio::join!(worker::process(&env, payment), worker::process(&env, payment));
+    let (a, b) = tokio::join!(
+        worker::process(&env, payment),
+        worker::process(&env, payment)
+    );
     a.unwrap();
     b.unwrap();
     worker::sweep(&env).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(paying.stock(&admin, &product).await, 10);
     paying
-        .post(&format!("/orders/{id}/confirm-payment"), Some(&client), json!({}))
+        .post(
+            &format!("/orders/{id}/confirm-payment"),
+            Some(&client),
+            json!({}),
+        )
         .await
         .expect_problem(409, "payment_not_awaiting_action");
 }
