@@ -13,9 +13,6 @@ use sea_orm::{
 
 use crate::config::{Config, DatabaseConfig};
 
-/// How long start-up keeps trying to reach the database before giving up.
-const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
-
 /// Connects (retrying for a while, so the service can start before its database) and
 /// brings the schema up to date.
 pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
@@ -49,22 +46,12 @@ pub async fn connect(config: &Config) -> anyhow::Result<DatabaseConnection> {
                 .connect_timeout(Duration::from_secs(5))
                 .acquire_timeout(Duration::from_secs(10))
                 .sqlx_logging(false);
-            let started = tokio::time::Instant::now();
-            loop {
-                match Database::connect(options.clone()).await {
-                    Ok(db) => break db,
-                    Err(err) if started.elapsed() < CONNECT_PATIENCE => {
-                        tracing::warn!(error = %err, "PostgreSQL is not reachable yet; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    Err(err) => {
-                        return Err(err).context(format!(
-                            "PostgreSQL was not reachable for {}s (DATABASE_URL)",
-                            CONNECT_PATIENCE.as_secs()
-                        ));
-                    }
-                }
-            }
+            crate::startup::patiently("PostgreSQL", || Database::connect(options.clone()))
+                .await
+                .context(format!(
+                    "PostgreSQL was not reachable for {}s (DATABASE_URL)",
+                    crate::startup::PATIENCE.as_secs()
+                ))?
         }
     };
     Migrator::up(&db, None)

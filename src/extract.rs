@@ -3,6 +3,7 @@
 //! parameter to the statuses of the contract.
 
 use axum::{
+    http::{Uri, request::Parts},
     extract::{
         FromRequest, FromRequestParts,
         rejection::{JsonRejection, PathRejection, QueryRejection},
@@ -10,7 +11,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::AppError;
 
@@ -61,10 +62,31 @@ impl From<PathRejection> for AppError {
     }
 }
 
-/// Query parameters; a malformed query string is a 400.
-#[derive(Debug, Clone, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(AppError))]
+/// Query parameters; a malformed query string is a 400. An empty parameter (`?skip=`)
+/// counts as absent.
+#[derive(Debug, Clone, Default)]
 pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        let given = parts.uri.query().unwrap_or_default();
+        let kept: Vec<&str> = given
+            .split('&')
+            .filter(|pair| !pair.is_empty() && !pair.ends_with('=') && pair.contains('='))
+            .collect();
+        let uri: Uri = format!("/?{}", kept.join("&"))
+            .parse()
+            .map_err(|_| AppError::bad_request("invalid_query", "The query string is malformed."))?;
+        let axum::extract::Query(value) = axum::extract::Query::try_from_uri(&uri)?;
+        Ok(Self(value))
+    }
+}
 
 impl From<QueryRejection> for AppError {
     fn from(rejection: QueryRejection) -> Self {

@@ -46,6 +46,162 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Finishes the generated document: what every operation can answer beyond its own
-/// statuses (filled in by the router once every route is merged).
-pub fn finish(_spec: &mut utoipa::openapi::OpenApi) {}
+/// A problem answer any operation of a kind may give, shared through `components`.
+const SHARED: &[(&str, &str, &str)] = &[
+    (
+        "400",
+        "BadRequest",
+        "Malformed request: bad JSON, a wrong JSON type, a malformed path or query parameter or header (`malformed_json`, `invalid_body`, `invalid_path`, `invalid_query`, ...)",
+    ),
+    (
+        "401",
+        "Unauthorized",
+        "Missing, invalid or expired token (`unauthorized`)",
+    ),
+    ("404", "NotFound", "No such resource (`not_found`)"),
+    (
+        "413",
+        "PayloadTooLarge",
+        "The body is larger than 1 MiB (`payload_too_large`)",
+    ),
+    (
+        "415",
+        "UnsupportedMediaType",
+        "The body is not `application/json` (`unsupported_media_type`)",
+    ),
+    (
+        "422",
+        "ValidationFailed",
+        "A field or parameter breaks a rule; `errors` names each (`validation_failed`)",
+    ),
+    (
+        "429",
+        "RateLimited",
+        "Too many requests from this address (`rate_limited`); see `Retry-After`",
+    ),
+    (
+        "503",
+        "Unavailable",
+        "A dependency is down or busy (`service_unavailable`), or the request took longer than `REQUEST_TIMEOUT` (`request_timeout`)",
+    ),
+];
+
+/// Finishes the generated document once every route is merged: each operation lists the
+/// statuses every operation of its kind can answer (400/413/415/422 where a body is read,
+/// 400/422 where parameters are, 401 where a token is read, 404 where a path names a
+/// resource, 429 under the rate limit, 503 everywhere a dependency is used), and links
+/// lead from what a POST creates to the operations on it.
+pub fn finish(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        Content, Ref, RefOr, ResponseBuilder, header::HeaderBuilder, path::ParameterIn,
+    };
+
+    let components = spec.components.get_or_insert_with(Default::default);
+    for (status, name, description) in SHARED {
+        let mut response = ResponseBuilder::new().description(*description).content(
+            "application/problem+json",
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        );
+        if *status == "429" {
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(RefOr::T(utoipa::openapi::schema::Schema::Object(
+                        utoipa::openapi::schema::Object::with_type(
+                            utoipa::openapi::schema::Type::Integer,
+                        ),
+                    ))))
+                    .description(Some("Seconds to wait before trying again"))
+                    .build(),
+            );
+        }
+        components
+            .responses
+            .insert((*name).to_owned(), RefOr::T(response.build()));
+    }
+    for (path, item) in spec.paths.paths.iter_mut() {
+        let unlimited = matches!(path.as_str(), "/health" | "/ready" | "/metrics");
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let params: Vec<ParameterIn> = operation
+                .parameters
+                .iter()
+                .flatten()
+                .filter_map(|p| match p {
+                    RefOr::T(p) => Some(p.parameter_in.clone()),
+                    RefOr::Ref(_) => None,
+                })
+                .collect();
+            let mut statuses = Vec::new();
+            if operation.request_body.is_some() {
+                statuses.extend(["400", "413", "415", "422"]);
+            }
+            if params.iter().any(|p| matches!(p, ParameterIn::Path)) {
+                statuses.extend(["400", "404"]);
+            }
+            if params
+                .iter()
+                .any(|p| matches!(p, ParameterIn::Query | ParameterIn::Header))
+            {
+                statuses.extend(["400", "422"]);
+            }
+            if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                statuses.push("401");
+            }
+            if !unlimited {
+                statuses.push("429");
+            }
+            if path != "/health" {
+                statuses.push("503");
+            }
+            let responses = &mut operation.responses.responses;
+            for status in statuses {
+                let (_, name, _) = SHARED
+                    .iter()
+                    .find(|(code, _, _)| *code == status)
+                    .expect("every status added is shared");
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))));
+            }
+        }
+    }
+    link(spec, "/products", "201", "id", &["get_product", "put_product", "patch_product", "delete_product"]);
+    link(spec, "/orders", "201", "id", &["get_order", "cancel_order", "confirm_payment"]);
+}
+
+/// Adds links from the `status` answer of `POST path` to `targets`, passing the created
+/// resource's `field` as their `id` parameter.
+fn link(spec: &mut utoipa::openapi::OpenApi, path: &str, status: &str, field: &str, targets: &[&str]) {
+    use utoipa::openapi::{RefOr, link::LinkBuilder};
+
+    let Some(RefOr::T(response)) = spec
+        .paths
+        .paths
+        .get_mut(path)
+        .and_then(|item| item.post.as_mut())
+        .and_then(|op| op.responses.responses.get_mut(status))
+    else {
+        return;
+    };
+    for target in targets {
+        response.links.insert(
+            target.to_owned().to_owned(),
+            RefOr::T(
+                LinkBuilder::new()
+                    .operation_id(*target)
+                    .parameter("id", format!("$response.body#/{field}"))
+                    .description(format!("The `{field}` of the answer is `id` of {target}."))
+                    .build(),
+            ),
+        );
+    }
+}

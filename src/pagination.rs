@@ -13,6 +13,15 @@ pub trait SortField: Sized + Copy + 'static {
     const DEFAULT: Self;
 }
 
+/// The direction of a list (`order`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // describes a query parameter, read as text by `PageRequest::parse`
+pub enum SortOrder {
+    Asc,
+    Desc,
+}
+
 /// A validated page request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageRequest<F> {
@@ -86,7 +95,7 @@ impl<F: SortField> PageRequest<F> {
                 }
             },
         };
-        let descending = match order.map(str::to_ascii_lowercase).as_deref() {
+        let descending = match order {
             None | Some("desc") => Some(true),
             Some("asc") => Some(false),
             Some(_) => {
@@ -166,7 +175,7 @@ mod tests {
 
     #[test]
     fn accepts_bounds() {
-        let page = parse(Some("5"), Some("100"), Some("name"), Some("ASC")).unwrap();
+        let page = parse(Some("5"), Some("100"), Some("name"), Some("asc")).unwrap();
         assert_eq!(
             (page.skip, page.take, page.order_by, page.descending),
             (5, 100, Field::Name, false)
@@ -181,6 +190,7 @@ mod tests {
         assert_eq!(fields, ["order", "orderBy", "skip", "take"]);
         assert!(errors["orderBy"][0].contains("createdAt, name"));
         assert!(parse(None, Some("101"), None, None).is_err());
+        assert!(parse(None, None, None, Some("ASC")).is_err(), "as documented: asc or desc");
         assert!(parse(None, Some("ten"), None, None).is_err());
         assert!(parse(Some("1000001"), None, None, None).is_err());
     }

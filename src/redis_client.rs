@@ -8,29 +8,16 @@ use fred::{
     prelude::{Builder, ClientLike, Config as RedisConfig, ReconnectPolicy},
 };
 
-/// How long start-up keeps trying to reach Redis before giving up.
-const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
-
 /// Connects a pool of `size` connections, waiting up to 30 s for Redis to come up.
 /// Commands time out after two seconds, so callers see a failure instead of waiting while
 /// Redis is down; the pool reconnects on its own.
 pub async fn connect(url: &str, size: usize) -> anyhow::Result<Pool> {
-    let started = tokio::time::Instant::now();
-    loop {
-        match connect_once(url, size).await {
-            Ok(pool) => return Ok(pool),
-            Err(err) if started.elapsed() < CONNECT_PATIENCE => {
-                tracing::warn!(error = %err, "Redis is not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(err) => {
-                return Err(err).context(format!(
-                    "Redis was not reachable for {}s (REDIS_URL)",
-                    CONNECT_PATIENCE.as_secs()
-                ));
-            }
-        }
-    }
+    crate::startup::patiently("Redis", || connect_once(url, size))
+        .await
+        .context(format!(
+            "Redis was not reachable for {}s (REDIS_URL)",
+            crate::startup::PATIENCE.as_secs()
+        ))
 }
 
 /// One connection attempt of [`connect`].

@@ -7,6 +7,7 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,30 @@ use crate::{
     redis_client, router, seed,
     state::{App, AppState},
 };
+
+/// How long start-up keeps trying to reach the database or Redis before giving up.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Retries `connect` with backoff (up to a second between tries) for about [`PATIENCE`],
+/// saying each time that `what` is not reachable yet; the last error is returned.
+pub async fn patiently<T, E, F, Fut>(what: &str, connect: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(1))
+        .with_total_delay(Some(PATIENCE))
+        .without_max_times();
+    connect
+        .retry(backoff)
+        .notify(|err: &E, wait: Duration| {
+            tracing::warn!(error = %err, retry_in = ?wait, "{what} is not reachable yet; retrying");
+        })
+        .await
+}
 
 /// What lives in Redis with `REDIS_URL`, else in this process.
 pub struct Backends {

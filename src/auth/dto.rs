@@ -10,21 +10,23 @@ use super::Role;
 /// `POST /auth/register`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "ann@example.com")]
+    /// Trimmed and compared case-insensitively.
+    #[schema(value_type = String, required = true, format = Email, max_length = 320, example = "ann@example.com")]
     pub email: Option<String>,
-    #[schema(example = "Ann")]
+    /// Up to 200 characters, no control characters.
+    #[schema(value_type = Option<String>, max_length = 200, example = "Ann")]
     pub name: Option<String>,
-    /// 8+ characters with an upper-case letter, a lower-case letter, a digit and a symbol.
-    #[schema(example = "Str0ng!pass")]
+    /// 8 to 72 bytes with an upper-case letter, a lower-case letter, a digit and a symbol.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 72, example = "Str0ng!pass")]
     pub password: Option<String>,
 }
 
 /// `POST /auth/login`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
-    #[schema(example = "ann@example.com")]
+    #[schema(value_type = String, required = true, example = "ann@example.com")]
     pub email: Option<String>,
-    #[schema(example = "Str0ng!pass")]
+    #[schema(value_type = String, required = true, example = "Str0ng!pass")]
     pub password: Option<String>,
 }
 

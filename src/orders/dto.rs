@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::OrderStatus;
 use crate::{
     domain::{Money, WholeNumber},
-    pagination::SortField,
+    pagination::{SortField, SortOrder},
     payments::{PaymentMethod, PaymentStatus},
 };
 
@@ -17,6 +17,7 @@ use crate::{
 #[serde(rename_all = "camelCase")]
 pub struct CreateOrderRequest {
     /// 1 to 100 lines, each product at most once.
+    #[schema(value_type = Vec<OrderLineInput>, required = true, min_items = 1, max_items = 100)]
     pub items: Option<Vec<OrderLineInput>>,
     /// The simulated payment method (default `pm_random`).
     #[schema(value_type = Option<PaymentMethod>, example = "pm_success")]
@@ -27,10 +28,10 @@ pub struct CreateOrderRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderLineInput {
-    #[schema(value_type = String, format = Uuid)]
+    #[schema(value_type = String, required = true, format = Uuid)]
     pub product_id: Option<String>,
     /// 1 to 1000.
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000, example = 1)]
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 1000, example = 1)]
     pub quantity: Option<WholeNumber>,
 }
 
@@ -93,17 +94,36 @@ pub struct PaymentResponse {
 #[into_params(parameter_in = Query)]
 pub struct OrderListQuery {
     /// Items to skip (default 0).
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 1_000_000)]
     pub skip: Option<String>,
-    /// Page size, 1 to 100 (default 10).
+    /// Page size (default 10).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
     pub take: Option<String>,
-    /// createdAt (default), updatedAt or total.
+    /// The field to order by (default createdAt).
+    #[param(value_type = Option<OrderSortParam>)]
     pub order_by: Option<String>,
-    /// asc or desc (default).
+    /// The direction (default desc).
+    #[param(value_type = Option<SortOrder>)]
     pub order: Option<String>,
     /// Only orders in this status.
+    #[param(value_type = Option<OrderStatus>)]
     pub status: Option<String>,
-    /// Only this user's orders (admins only; clients always see their own).
+    /// Only this user's orders (admins only; clients may name only themselves).
+    #[param(value_type = Option<Uuid>)]
     pub user_id: Option<String>,
+}
+
+/// The fields `GET /orders` may be ordered by.
+#[derive(ToSchema)]
+#[schema(as = OrderOrderBy)]
+#[allow(dead_code)] // describes a query parameter, read as text by `PageRequest`
+pub enum OrderSortParam {
+    #[schema(rename = "createdAt")]
+    CreatedAt,
+    #[schema(rename = "updatedAt")]
+    UpdatedAt,
+    #[schema(rename = "total")]
+    Total,
 }
 
 /// The columns `GET /orders` may be ordered by.

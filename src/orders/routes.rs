@@ -88,6 +88,7 @@ async fn create_order(
     params(OrderListQuery),
     responses(
         (status = 200, body = Page<OrderResponse>),
+        (status = 403, description = "A client naming another user in `userId`", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]

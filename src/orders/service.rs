@@ -243,7 +243,7 @@ pub async fn list(
     let status = match query.status.as_deref() {
         None => None,
         Some(raw) => {
-            let parsed = status::parse::<OrderStatus>(&raw.to_ascii_uppercase());
+            let parsed = status::parse::<OrderStatus>(raw);
             if parsed.is_none() {
                 let names = status::names::<OrderStatus>().join(", ");
                 errors.insert("status".into(), vec![format!("must be one of: {names}")]);

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{AmountInput, Money, WholeNumber},
-    pagination::SortField,
+    pagination::{SortField, SortOrder},
 };
 
 /// A product as clients see it.
@@ -45,22 +45,66 @@ impl ProductResponse {
     }
 }
 
-/// `POST /products`; also `PUT` / `PATCH /products/{id}`, where every field is optional.
+/// `PUT` / `PATCH /products/{id}`: the fields to change (each optional); with `name`,
+/// `price` and `stock` required, the body of `POST /products` ([`NewProduct`]).
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = ProductChanges)]
 pub struct ProductInput {
-    /// 1 to 200 characters.
-    #[schema(example = "Espresso cup")]
+    /// 1 to 200 characters (trimmed), no control characters.
+    #[schema(value_type = String, min_length = 1, max_length = 200, example = "Espresso cup")]
     pub name: Option<String>,
     /// Up to 2,000 characters; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     pub description: Option<Option<String>>,
     /// A JSON number or string with at most two decimals, from 0.01 to 99999999.99.
-    #[schema(value_type = String, example = "12.50")]
+    #[schema(schema_with = price_schema)]
     pub price: Option<AmountInput>,
     /// Units on hand, 0 to 1,000,000,000.
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000, example = 25)]
     pub stock: Option<WholeNumber>,
+}
+
+/// `POST /products`: a new product. Documents the body the handler reads as a
+/// [`ProductInput`] (which answers 422 naming each missing field).
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes a request body; the handler reads it as `ProductInput`
+pub struct NewProduct {
+    /// 1 to 200 characters (trimmed), no control characters.
+    #[schema(min_length = 1, max_length = 200, example = "Espresso cup")]
+    name: String,
+    /// Up to 2,000 characters.
+    #[schema(max_length = 2000)]
+    description: Option<String>,
+    /// A JSON number or string with at most two decimals, from 0.01 to 99999999.99.
+    #[schema(schema_with = price_schema)]
+    price: String,
+    /// Units on hand, 0 to 1,000,000,000.
+    #[schema(minimum = 0, maximum = 1_000_000_000, example = 25)]
+    stock: i64,
+}
+
+/// A price: a decimal string (`"12.50"`) or a JSON number with at most two decimals.
+fn price_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^([1-9][0-9]{0,7}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$"))
+                    .examples([serde_json::json!("12.50")]),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0.01))
+                    .maximum(Some(99_999_999.99))
+                    .multiple_of(Some(0.01)),
+            )
+            .description(Some("At least 0.01 and at most 99999999.99, with at most two decimals"))
+            .build(),
+    )
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).
@@ -78,17 +122,41 @@ where
 #[into_params(parameter_in = Query)]
 pub struct ProductListQuery {
     /// Items to skip (default 0).
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 1_000_000)]
     pub skip: Option<String>,
-    /// Page size, 1 to 100 (default 10).
+    /// Page size (default 10).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
     pub take: Option<String>,
-    /// createdAt (default), updatedAt, name, price or stock.
+    /// The field to order by (default createdAt).
+    #[param(value_type = Option<ProductSortParam>)]
     pub order_by: Option<String>,
-    /// asc or desc (default).
+    /// The direction (default desc).
+    #[param(value_type = Option<SortOrder>)]
     pub order: Option<String>,
-    /// Only products whose name contains this text, case-insensitively.
+    /// Only products whose name contains this text, case-insensitively (up to 100
+    /// characters).
+    #[param(max_length = 100)]
     pub q: Option<String>,
     /// `true` to include soft-deleted products (admins only).
+    #[param(value_type = Option<bool>)]
     pub include_deleted: Option<String>,
+}
+
+/// The fields `GET /products` may be ordered by.
+#[derive(ToSchema)]
+#[schema(as = ProductOrderBy)]
+#[allow(dead_code)] // describes a query parameter, read as text by `PageRequest`
+pub enum ProductSortParam {
+    #[schema(rename = "createdAt")]
+    CreatedAt,
+    #[schema(rename = "updatedAt")]
+    UpdatedAt,
+    #[schema(rename = "name")]
+    Name,
+    #[schema(rename = "price")]
+    Price,
+    #[schema(rename = "stock")]
+    Stock,
 }
 
 /// The columns `GET /products` may be ordered by.

@@ -9,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    dto::{ProductInput, ProductListQuery, ProductResponse},
+    dto::{NewProduct, ProductInput, ProductListQuery, ProductResponse},
     service::{self, Catalog},
 };
 use crate::{
@@ -42,9 +42,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A page of the catalog.
 #[utoipa::path(get, path = "/products", tag = "products",
+    security((), ("bearer" = [])),
     params(ProductListQuery),
     responses(
         (status = 200, body = Page<ProductResponse>),
+        (status = 403, description = "`includeDeleted=true` without the ADMIN role", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad paging, ordering or filter", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_products(
@@ -59,6 +61,7 @@ async fn list_products(
 
 /// One product (admins also see soft-deleted ones).
 #[utoipa::path(get, path = "/products/{id}", tag = "products",
+    security((), ("bearer" = [])),
     params(("id" = Uuid, Path, description = "Product id")),
     responses(
         (status = 200, body = ProductResponse),
@@ -83,7 +86,7 @@ fn json(body: String) -> Response {
 /// Add a product (ADMIN).
 #[utoipa::path(post, path = "/products", tag = "products",
     security(("bearer" = [])),
-    request_body = ProductInput,
+    request_body = NewProduct,
     responses(
         (status = 201, body = ProductResponse),
         (status = 401, body = Problem, content_type = "application/problem+json"),
