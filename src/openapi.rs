@@ -131,6 +131,18 @@ pub fn finish(spec: &mut utoipa::openapi::OpenApi) {
         .into_iter()
         .flatten()
         {
+            // An empty query parameter counts as absent (`?skip=`). utoipa has no field for
+            // `allowEmptyValue`; its extensions are written out as they are.
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if let RefOr::T(parameter) = parameter
+                    && matches!(parameter.parameter_in, ParameterIn::Query)
+                {
+                    parameter
+                        .extensions
+                        .get_or_insert_with(Default::default)
+                        .insert("allowEmptyValue".to_owned(), serde_json::Value::Bool(true));
+                }
+            }
             let params: Vec<ParameterIn> = operation
                 .parameters
                 .iter()

@@ -14,10 +14,11 @@ pub struct RegisterRequest {
     #[schema(value_type = String, required = true, format = Email, max_length = 320, example = "ann@example.com")]
     pub email: Option<String>,
     /// Up to 200 characters, no control characters.
-    #[schema(value_type = Option<String>, max_length = 200, example = "Ann")]
+    #[schema(value_type = Option<String>, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$", example = "Ann")]
     pub name: Option<String>,
-    /// 8 to 72 bytes with an upper-case letter, a lower-case letter, a digit and a symbol.
-    #[schema(value_type = String, required = true, min_length = 8, max_length = 72, example = "Str0ng!pass")]
+    /// 8 to 128 characters with an upper-case letter, a lower-case letter, a digit and a
+    /// symbol.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128, pattern = r"^(?=.*[A-Z])(?=.*[a-z])(?=.*[0-9])(?=.*[^A-Za-z0-9\s])[^\u0000-\u001F\u007F-\u009F]*$", example = "Str0ng!pass")]
     pub password: Option<String>,
 }
 

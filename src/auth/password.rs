@@ -1,5 +1,8 @@
 //! bcrypt hashing, run off the async executor. Verifying against an unknown account costs
 //! the same as against a real one, so login timing does not reveal which emails exist.
+//!
+//! bcrypt reads at most 72 bytes; a longer password is first condensed to the hex SHA-256
+//! of it (64 bytes), so every character of it counts. Shorter ones are hashed as they are.
 
 use anyhow::Context;
 
@@ -22,7 +25,7 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, password: &Password) -> Result<String, AppError> {
-        let password = password.expose().to_owned();
+        let password = bcrypt_input(password.expose());
         let cost = self.cost;
         tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
             .await
@@ -36,12 +39,22 @@ impl PasswordHasher {
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, AppError> {
         let known = hash.is_some();
         let hash = hash.unwrap_or(&self.dummy_hash).to_owned();
-        let password = password.to_owned();
+        let password = bcrypt_input(password);
         let matches = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
             .await
             .context("verification task failed")?
             .unwrap_or(false);
         Ok(known && matches)
+    }
+}
+
+/// What bcrypt is given for `password`: itself up to 72 bytes, else its hex SHA-256.
+fn bcrypt_input(password: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if password.len() <= 72 {
+        password.to_owned()
+    } else {
+        format!("{:x}", Sha256::digest(password.as_bytes()))
     }
 }
 
@@ -65,6 +78,17 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn every_character_of_a_long_password_counts() {
+        let hasher = PasswordHasher::new(4).unwrap();
+        let long = format!("Aa1!{}", "x".repeat(100));
+        let hash = hasher.hash(&Password::parse(&long).unwrap()).await.unwrap();
+        assert!(hasher.verify(&long, Some(&hash)).await.unwrap());
+        // Differs only past bcrypt's 72 bytes.
+        let other = format!("Aa1!{}y", "x".repeat(99));
+        assert!(!hasher.verify(&other, Some(&hash)).await.unwrap());
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
-//! The password policy: 8 to 72 bytes (bcrypt's limit) with an upper-case letter, a
-//! lower-case letter, a digit and a symbol.
+//! The password policy: 8 to 128 characters with an upper-case letter, a lower-case
+//! letter, a digit and a symbol, and no control characters.
 
 /// A password that meets the policy. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -11,20 +11,24 @@ impl std::fmt::Debug for Password {
     }
 }
 
+/// The longest password accepted.
+pub const MAX_CHARS: usize = 128;
+
 impl Password {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let mut missing = Vec::new();
         if raw.chars().count() < 8 {
             missing.push("at least 8 characters");
         }
-        if raw.len() > 72 {
-            return Err("must be at most 72 bytes long".into());
+        if raw.chars().count() > MAX_CHARS {
+            return Err(format!("must be at most {MAX_CHARS} characters long"));
         }
         super::check_text(raw, false)?;
-        if !raw.chars().any(char::is_uppercase) {
+        // ASCII classes, as the OpenAPI document's pattern states them.
+        if !raw.chars().any(|c| c.is_ascii_uppercase()) {
             missing.push("an upper-case letter");
         }
-        if !raw.chars().any(char::is_lowercase) {
+        if !raw.chars().any(|c| c.is_ascii_lowercase()) {
             missing.push("a lower-case letter");
         }
         if !raw.chars().any(|c| c.is_ascii_digit()) {
@@ -32,7 +36,7 @@ impl Password {
         }
         if !raw
             .chars()
-            .any(|c| !c.is_alphanumeric() && !c.is_whitespace())
+            .any(|c| !c.is_ascii_alphanumeric() && !c.is_whitespace())
         {
             missing.push("a symbol");
         }
@@ -86,9 +90,11 @@ mod tests {
     }
 
     #[test]
-    fn rejects_passwords_bcrypt_would_truncate() {
-        let long = format!("Aa1!{}", "x".repeat(69));
-        assert!(Password::parse(&long).unwrap_err().contains("72"));
+    fn accepts_up_to_128_characters() {
+        let longest = format!("Aa1!{}", "é".repeat(124));
+        assert!(Password::parse(&longest).is_ok());
+        let longer = format!("Aa1!{}", "x".repeat(125));
+        assert!(Password::parse(&longer).unwrap_err().contains("128"));
     }
 
     #[test]

@@ -32,7 +32,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Place an order. Every line's stock is reserved in one transaction, or none is.
 #[utoipa::path(post, path = "/orders", tag = "orders",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters; a repeat with the same body replays the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$",
+        description = "Up to 255 printable ASCII characters; a repeat with the same body replays the first answer")),
     request_body = CreateOrderRequest,
     responses(
         (status = 201, body = OrderResponse, headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),

@@ -51,18 +51,21 @@ impl ProductResponse {
 #[schema(as = ProductChanges)]
 pub struct ProductInput {
     /// 1 to 200 characters (trimmed), no control characters.
-    #[schema(value_type = String, min_length = 1, max_length = 200, example = "Espresso cup")]
-    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$", example = "Espresso cup")]
+    pub name: Option<Option<String>>,
     /// Up to 2,000 characters; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, max_length = 2000)]
+    #[schema(value_type = Option<String>, max_length = 2000, pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$")]
     pub description: Option<Option<String>>,
     /// A JSON number or string with at most two decimals, from 0.01 to 99999999.99.
+    #[serde(default, deserialize_with = "present")]
     #[schema(schema_with = price_schema)]
-    pub price: Option<AmountInput>,
+    pub price: Option<Option<AmountInput>>,
     /// Units on hand, 0 to 1,000,000,000.
-    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000, example = 25)]
-    pub stock: Option<WholeNumber>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000, example = 25)]
+    pub stock: Option<Option<WholeNumber>>,
 }
 
 /// `POST /products`: a new product. Documents the body the handler reads as a
@@ -71,10 +74,10 @@ pub struct ProductInput {
 #[allow(dead_code)] // describes a request body; the handler reads it as `ProductInput`
 pub struct NewProduct {
     /// 1 to 200 characters (trimmed), no control characters.
-    #[schema(min_length = 1, max_length = 200, example = "Espresso cup")]
+    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$", example = "Espresso cup")]
     name: String,
     /// Up to 2,000 characters.
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$")]
     description: Option<String>,
     /// A JSON number or string with at most two decimals, from 0.01 to 99999999.99.
     #[schema(schema_with = price_schema)]
@@ -135,7 +138,7 @@ pub struct ProductListQuery {
     pub order: Option<String>,
     /// Only products whose name contains this text, case-insensitively (up to 100
     /// characters).
-    #[param(max_length = 100)]
+    #[param(max_length = 100, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub q: Option<String>,
     /// `true` to include soft-deleted products (admins only).
     #[param(value_type = Option<bool>)]

@@ -305,7 +305,17 @@ impl Changes {
 
 fn validate(input: ProductInput, mut errors: FieldErrors) -> AppResult<Changes> {
     let mut fail = |field: &str, msg: String| errors.entry(field.to_owned()).or_default().push(msg);
-    let name = input.name.map(|n| n.trim().to_owned());
+    // Only a description may be cleared with `null`.
+    for (field, null) in [
+        ("name", matches!(input.name, Some(None))),
+        ("price", matches!(input.price, Some(None))),
+        ("stock", matches!(input.stock, Some(None))),
+    ] {
+        if null {
+            fail(field, "must not be null".into());
+        }
+    }
+    let name = input.name.flatten().map(|n| n.trim().to_owned());
     match &name {
         Some(n) if n.is_empty() => fail("name", "must not be empty".into()),
         Some(n) if n.chars().count() > 200 => fail("name", "must be at most 200 characters".into()),
@@ -326,7 +336,7 @@ fn validate(input: ProductInput, mut errors: FieldErrors) -> AppResult<Changes> 
             fail("description", msg);
         }
     }
-    let price = match input.price.map(|p| Money::parse(&p.0)) {
+    let price = match input.price.flatten().map(|p| Money::parse(&p.0)) {
         None => None,
         Some(Ok(p)) if p.cents() > 0 && p <= Money::MAX_PRICE => Some(p),
         Some(Ok(_)) => {
@@ -341,7 +351,7 @@ fn validate(input: ProductInput, mut errors: FieldErrors) -> AppResult<Changes> 
             None
         }
     };
-    let stock = match input.stock.map(|s| s.0) {
+    let stock = match input.stock.flatten().map(|s| s.0) {
         None => None,
         Some(s) if (0..=MAX_STOCK).contains(&s) => Some(s as i32),
         Some(_) => {
