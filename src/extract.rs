@@ -3,12 +3,12 @@
 //! parameter to the statuses of the contract.
 
 use axum::{
-    http::{Uri, request::Parts},
     extract::{
         FromRequest, FromRequestParts,
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::StatusCode,
+    http::{Uri, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -80,9 +80,9 @@ where
             .split('&')
             .filter(|pair| !pair.is_empty() && !pair.ends_with('=') && pair.contains('='))
             .collect();
-        let uri: Uri = format!("/?{}", kept.join("&"))
-            .parse()
-            .map_err(|_| AppError::bad_request("invalid_query", "The query string is malformed."))?;
+        let uri: Uri = format!("/?{}", kept.join("&")).parse().map_err(|_| {
+            AppError::bad_request("invalid_query", "The query string is malformed.")
+        })?;
         let axum::extract::Query(value) = axum::extract::Query::try_from_uri(&uri)?;
         Ok(Self(value))
     }

@@ -180,19 +180,42 @@ pub fn finish(spec: &mut utoipa::openapi::OpenApi) {
                     .iter()
                     .find(|(code, _, _)| *code == status)
                     .expect("every status added is shared");
-                responses
-                    .entry(status.to_owned())
-                    .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))));
+                responses.entry(status.to_owned()).or_insert_with(|| {
+                    RefOr::Ref(Ref::new(format!("#/components/responses/{name}")))
+                });
             }
         }
     }
-    link(spec, "/products", "201", "id", &["get_product", "put_product", "patch_product", "delete_product"]);
-    link(spec, "/orders", "201", "id", &["get_order", "cancel_order", "confirm_payment"]);
+    link(
+        spec,
+        "/products",
+        "201",
+        "id",
+        &[
+            "get_product",
+            "put_product",
+            "patch_product",
+            "delete_product",
+        ],
+    );
+    link(
+        spec,
+        "/orders",
+        "201",
+        "id",
+        &["get_order", "cancel_order", "confirm_payment"],
+    );
 }
 
 /// Adds links from the `status` answer of `POST path` to `targets`, passing the created
 /// resource's `field` as their `id` parameter.
-fn link(spec: &mut utoipa::openapi::OpenApi, path: &str, status: &str, field: &str, targets: &[&str]) {
+fn link(
+    spec: &mut utoipa::openapi::OpenApi,
+    path: &str,
+    status: &str,
+    field: &str,
+    targets: &[&str],
+) {
     use utoipa::openapi::{RefOr, link::LinkBuilder};
 
     let Some(RefOr::T(response)) = spec

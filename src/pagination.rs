@@ -190,7 +190,10 @@ mod tests {
         assert_eq!(fields, ["order", "orderBy", "skip", "take"]);
         assert!(errors["orderBy"][0].contains("createdAt, name"));
         assert!(parse(None, Some("101"), None, None).is_err());
-        assert!(parse(None, None, None, Some("ASC")).is_err(), "as documented: asc or desc");
+        assert!(
+            parse(None, None, None, Some("ASC")).is_err(),
+            "as documented: asc or desc"
+        );
         assert!(parse(None, Some("ten"), None, None).is_err());
         assert!(parse(Some("1000001"), None, None, None).is_err());
     }

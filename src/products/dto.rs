@@ -74,10 +74,18 @@ pub struct ProductInput {
 #[allow(dead_code)] // describes a request body; the handler reads it as `ProductInput`
 pub struct NewProduct {
     /// 1 to 200 characters (trimmed), no control characters.
-    #[schema(min_length = 1, max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$", example = "Espresso cup")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "Espresso cup"
+    )]
     name: String,
     /// Up to 2,000 characters.
-    #[schema(max_length = 2000, pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$")]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     description: Option<String>,
     /// A JSON number or string with at most two decimals, from 0.01 to 99999999.99.
     #[schema(schema_with = price_schema)]
@@ -95,7 +103,9 @@ fn price_schema() -> utoipa::openapi::schema::Schema {
             .item(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .pattern(Some(r"^([1-9][0-9]{0,7}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$"))
+                    .pattern(Some(
+                        r"^([1-9][0-9]{0,7}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$",
+                    ))
                     .examples([serde_json::json!("12.50")]),
             )
             .item(
@@ -105,7 +115,9 @@ fn price_schema() -> utoipa::openapi::schema::Schema {
                     .maximum(Some(99_999_999.99))
                     .multiple_of(Some(0.01)),
             )
-            .description(Some("At least 0.01 and at most 99999999.99, with at most two decimals"))
+            .description(Some(
+                "At least 0.01 and at most 99999999.99, with at most two decimals",
+            ))
             .build(),
     )
 }

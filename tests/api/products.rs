@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::helpers::TestApp;
 
 both_backends!(
+    integers_may_be_written_with_a_fraction_and_empty_parameters_are_absent,
     catalog_pages_and_orders_by_each_field,
     catalog_search_ignores_case_and_wildcards,
     catalog_rejects_bad_paging_with_field_errors,
@@ -265,4 +266,55 @@ async fn product_input_is_validated_and_changes_nothing(app: TestApp) {
     let product = app.get(&path, None).await;
     assert_eq!(product.expect(200)["name"], "Kept");
     assert_eq!(product.body["price"], "2.00");
+}
+
+async fn integers_may_be_written_with_a_fraction_and_empty_parameters_are_absent(app: TestApp) {
+    let admin = app.admin().await;
+    // `7.0` is the integer 7.
+    let created = app
+        .post(
+            "/products",
+            Some(&admin),
+            json!({"name": "Whole", "price": 3, "stock": 7.0}),
+        )
+        .await;
+    let id = created.expect(201)["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.body["stock"], 7);
+    app.post(
+        "/products",
+        Some(&admin),
+        json!({"name": "Half", "price": 3, "stock": 7.5}),
+    )
+    .await
+    .expect_problem(400, "invalid_body");
+    let (client, _) = app.client_user().await;
+    let order = app
+        .post(
+            "/orders",
+            Some(&client),
+            json!({"items": [{"productId": id, "quantity": 2.0}], "paymentMethod": "pm_success"}),
+        )
+        .await;
+    assert_eq!(order.expect(201)["orderItems"][0]["quantity"], 2);
+    // An empty parameter counts as absent; a value must still be valid.
+    let page = app
+        .get("/products?skip=&take=&orderBy=&order=&q=", None)
+        .await;
+    assert_eq!(page.expect(200)["items"].as_array().unwrap().len(), 1);
+    app.get("/orders?status=&userId=", Some(&client))
+        .await
+        .expect(200);
+    app.get("/products?order=ASC", None)
+        .await
+        .expect_problem(422, "validation_failed");
+    // A required field sent as null is refused, and nothing changes.
+    app.call(
+        Method::PATCH,
+        &format!("/products/{id}"),
+        Some(&admin),
+        Some(json!({"name": null, "stock": 1})),
+    )
+    .await
+    .expect_problem(422, "validation_failed");
+    assert_eq!(app.stock(&admin, &id).await, 5);
 }

@@ -39,6 +39,7 @@ async fn openapi_describes_every_route(app: TestApp) {
         ("/orders", &["get", "post"]),
         ("/orders/{id}", &["get"]),
         ("/orders/{id}/cancel", &["post"]),
+        ("/orders/{id}/confirm-payment", &["post"]),
         ("/admin/queues", &["get"]),
         ("/admin/queues/dead/{id}/retry", &["post"]),
         ("/health", &["get"]),
@@ -52,6 +53,54 @@ async fn openapi_describes_every_route(app: TestApp) {
             );
         }
     }
+    // Every status an operation can answer is listed.
+    let statuses = |path: &str, method: &str| -> Vec<String> {
+        paths[path][method]["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    for status in [
+        "201", "400", "401", "409", "413", "415", "422", "429", "503",
+    ] {
+        assert!(
+            statuses("/orders", "post").contains(&status.to_owned()),
+            "POST /orders {status}"
+        );
+    }
+    for status in [
+        "200", "400", "401", "403", "404", "413", "415", "422", "429", "503",
+    ] {
+        assert!(
+            statuses("/products/{id}", "patch").contains(&status.to_owned()),
+            "PATCH {status}"
+        );
+    }
+    for status in ["200", "400", "401", "403", "422", "429", "503"] {
+        assert!(
+            statuses("/products", "get").contains(&status.to_owned()),
+            "GET /products {status}"
+        );
+    }
+    assert!(
+        !statuses("/health", "get").contains(&"429".to_owned()),
+        "never limited"
+    );
+    // Constraints and links.
+    let skip = paths["/products"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "skip")
+        .unwrap();
+    assert_eq!(skip["allowEmptyValue"], true);
+    assert_eq!(skip["schema"]["maximum"], 1_000_000);
+    let links = &paths["/orders"]["post"]["responses"]["201"]["links"];
+    assert_eq!(links["get_order"]["operationId"], "get_order");
+    assert_eq!(links["get_order"]["parameters"]["id"], "$response.body#/id");
+    assert!(paths["/products"]["post"]["responses"]["201"]["links"]["get_product"].is_object());
     assert!(spec["components"]["schemas"]["Problem"].is_object());
     assert!(spec["components"]["schemas"]["PaymentEvent"].is_object());
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
