@@ -21,6 +21,7 @@ use crate::{
 };
 
 /// Creates a `CLIENT` account and signs it in.
+#[tracing::instrument(skip_all)]
 pub async fn register(
     db: &DatabaseConnection,
     passwords: &PasswordHasher,

@@ -193,6 +193,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> AppResult<String> {
 }
 
 /// Adds a product to the catalog.
+#[tracing::instrument(skip_all, fields(product_id = tracing::field::Empty))]
 pub async fn create(catalog: &Catalog<'_>, input: ProductInput) -> AppResult<ProductResponse> {
     let mut errors = FieldErrors::new();
     for (field, present) in [
@@ -217,11 +218,14 @@ pub async fn create(catalog: &Catalog<'_>, input: ProductInput) -> AppResult<Pro
         deleted_at: Set(None),
     };
     let product = model.insert(catalog.db).await?;
+    tracing::Span::current().record("product_id", tracing::field::display(product.id));
+    tracing::info!("product created");
     catalog.changed().await;
     Ok(ProductResponse::new(product, catalog.currency))
 }
 
 /// Changes the given fields of a product that is not deleted.
+#[tracing::instrument(skip_all, fields(product_id = %id))]
 pub async fn update(
     catalog: &Catalog<'_>,
     id: Uuid,
@@ -269,6 +273,7 @@ pub async fn update(
 }
 
 /// Soft-deletes a product; deleting it again answers the same product unchanged.
+#[tracing::instrument(skip_all, fields(product_id = %id))]
 pub async fn delete(catalog: &Catalog<'_>, id: Uuid) -> AppResult<ProductResponse> {
     let product = product::Entity::find_by_id(id)
         .one(catalog.db)
