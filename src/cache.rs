@@ -30,15 +30,6 @@ pub trait Cache: Send + Sync {
     async fn set(&self, key: &str, value: &str);
 }
 
-/// Bumps the catalog version from a task of its own (awaited), so a client hanging up
-/// after a write commits cannot leave the cache unbumped.
-pub async fn bump_after_commit(cache: &std::sync::Arc<dyn Cache>) {
-    let cache = std::sync::Arc::clone(cache);
-    if let Err(err) = tokio::spawn(async move { cache.bump().await }).await {
-        tracing::warn!(error = %err, "catalog cache bump task failed");
-    }
-}
-
 /// The cache in this process.
 pub struct MemoryCache {
     version: AtomicU64,

@@ -276,45 +276,7 @@ impl Config {
         );
         let seed_products = env.number("SEED_PRODUCTS", 50u32, 0..=100_000);
         let idempotency_ttl = env.duration("IDEMPOTENCY_TTL", DAY, DAY..=30 * DAY);
-        let payments = PaymentConfig {
-            max_attempts: env.number("PAYMENT_MAX_ATTEMPTS", 5u8, 1..=20),
-            success_rate: env.parse("PAYMENT_SUCCESS_RATE", 0.8, |raw| {
-                match raw.parse::<f64>() {
-                    Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
-                    _ => Err("expected a probability from 0 to 1, such as 0.8".into()),
-                }
-            }),
-            latency: env.milliseconds("PAYMENT_LATENCY_MS", 500, 0..=600_000),
-            backoff_base: env.milliseconds("PAYMENT_BACKOFF_BASE_MS", 1000, 1..=3_600_000),
-            backoff_max: env.milliseconds("PAYMENT_BACKOFF_MAX_MS", 30_000, 1..=86_400_000),
-            action_timeout: env.duration(
-                "PAYMENT_ACTION_TIMEOUT",
-                15 * 60 * SECOND,
-                Duration::from_millis(100)..=7 * DAY,
-            ),
-            workers: env.parse("WORKERS", true, |raw| match raw {
-                "1" | "true" => Ok(true),
-                "0" | "false" => Ok(false),
-                _ => Err("expected 1 (run payment workers in this process) or 0".into()),
-            }),
-            worker_concurrency: env.number("WORKER_CONCURRENCY", 16usize, 1..=1024),
-            lease: env.duration(
-                "QUEUE_LEASE",
-                30 * SECOND,
-                Duration::from_millis(100)..=HOUR,
-            ),
-            sweep_interval: env.duration(
-                "SWEEP_INTERVAL",
-                5 * SECOND,
-                Duration::from_millis(10)..=HOUR,
-            ),
-        };
-        if payments.lease <= payments.latency * 2 {
-            env.errors.push(format!(
-                "QUEUE_LEASE={:?}: must be more than twice PAYMENT_LATENCY_MS, or healthy attempts would be taken over",
-                humantime::format_duration(payments.lease).to_string()
-            ));
-        }
+        let payments = payment_config(&mut env);
         let redis_key_prefix = env.parse("REDIS_KEY_PREFIX", "shop".to_owned(), |raw| {
             if raw.len() <= 64
                 && raw
@@ -334,12 +296,7 @@ impl Config {
             burst: rate_burst,
         });
         let trusted_proxies = env.list("TRUSTED_PROXIES", parse_net);
-        let login = LoginPolicy {
-            per_account_and_address: env.number("LOGIN_MAX_FAILURES", 5u32, 1..=1000),
-            per_address: env.number("LOGIN_MAX_FAILURES_PER_ADDRESS", 30u32, 1..=100_000),
-            per_account: env.number("LOGIN_LOCKOUT_THRESHOLD", 10u32, 1..=1000),
-            window: env.duration("LOGIN_LOCKOUT_WINDOW", 15 * 60 * SECOND, SECOND..=DAY),
-        };
+        let login = login_policy(&mut env);
         let cache_ttl = env.duration("CACHE_TTL", 10 * SECOND, Duration::from_millis(1)..=HOUR);
         let cors_origins = env.list("CORS_ORIGINS", |origin| {
             if origin == "*" || origin.starts_with("http://") || origin.starts_with("https://") {
@@ -393,6 +350,60 @@ impl Config {
     /// Whether the admin password is the documented default (so it may be shown).
     pub fn admin_password_is_default(&self) -> bool {
         self.admin_password.expose_secret() == DEFAULT_ADMIN_PASSWORD
+    }
+}
+
+/// `PAYMENT_*`, `WORKERS`, `WORKER_CONCURRENCY`, `QUEUE_LEASE`, `SWEEP_INTERVAL`.
+fn payment_config(env: &mut Reader<'_>) -> PaymentConfig {
+    let payments = PaymentConfig {
+        max_attempts: env.number("PAYMENT_MAX_ATTEMPTS", 5u8, 1..=20),
+        success_rate: env.parse("PAYMENT_SUCCESS_RATE", 0.8, |raw| {
+            match raw.parse::<f64>() {
+                Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+                _ => Err("expected a probability from 0 to 1, such as 0.8".into()),
+            }
+        }),
+        latency: env.milliseconds("PAYMENT_LATENCY_MS", 500, 0..=600_000),
+        backoff_base: env.milliseconds("PAYMENT_BACKOFF_BASE_MS", 1000, 1..=3_600_000),
+        backoff_max: env.milliseconds("PAYMENT_BACKOFF_MAX_MS", 30_000, 1..=86_400_000),
+        action_timeout: env.duration(
+            "PAYMENT_ACTION_TIMEOUT",
+            15 * 60 * SECOND,
+            Duration::from_millis(100)..=7 * DAY,
+        ),
+        workers: env.parse("WORKERS", true, |raw| match raw {
+            "1" | "true" => Ok(true),
+            "0" | "false" => Ok(false),
+            _ => Err("expected 1 (run payment workers in this process) or 0".into()),
+        }),
+        worker_concurrency: env.number("WORKER_CONCURRENCY", 16usize, 1..=1024),
+        lease: env.duration(
+            "QUEUE_LEASE",
+            30 * SECOND,
+            Duration::from_millis(100)..=HOUR,
+        ),
+        sweep_interval: env.duration(
+            "SWEEP_INTERVAL",
+            5 * SECOND,
+            Duration::from_millis(10)..=HOUR,
+        ),
+    };
+    if payments.lease <= payments.latency * 2 {
+        env.errors.push(format!(
+            "QUEUE_LEASE={:?}: must be more than twice PAYMENT_LATENCY_MS, or healthy attempts would be taken over",
+            humantime::format_duration(payments.lease).to_string()
+        ));
+    }
+    payments
+}
+
+/// `LOGIN_*`: how many failed sign-ins are allowed, counted three ways.
+fn login_policy(env: &mut Reader<'_>) -> LoginPolicy {
+    LoginPolicy {
+        per_account_and_address: env.number("LOGIN_MAX_FAILURES", 5u32, 1..=1000),
+        per_address: env.number("LOGIN_MAX_FAILURES_PER_ADDRESS", 30u32, 1..=100_000),
+        per_account: env.number("LOGIN_LOCKOUT_THRESHOLD", 10u32, 1..=1000),
+        window: env.duration("LOGIN_LOCKOUT_WINDOW", 15 * 60 * SECOND, SECOND..=DAY),
     }
 }
 

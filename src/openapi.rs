@@ -87,40 +87,11 @@ const SHARED: &[(&str, &str, &str)] = &[
 ];
 
 /// Finishes the generated document once every route is merged: each operation lists the
-/// statuses every operation of its kind can answer (400/413/415/422 where a body is read,
-/// 400/422 where parameters are, 401 where a token is read, 404 where a path names a
-/// resource, 429 under the rate limit, 503 everywhere a dependency is used), and links
-/// lead from what a POST creates to the operations on it.
+/// statuses every operation of its kind can answer, query parameters may be empty, and
+/// links lead from what a POST creates to the operations on it.
 pub fn finish(spec: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{
-        Content, Ref, RefOr, ResponseBuilder, header::HeaderBuilder, path::ParameterIn,
-    };
-
-    let components = spec.components.get_or_insert_with(Default::default);
-    for (status, name, description) in SHARED {
-        let mut response = ResponseBuilder::new().description(*description).content(
-            "application/problem+json",
-            Content::new(Some(Ref::from_schema_name("Problem"))),
-        );
-        if *status == "429" {
-            response = response.header(
-                "Retry-After",
-                HeaderBuilder::new()
-                    .schema(Some(RefOr::T(utoipa::openapi::schema::Schema::Object(
-                        utoipa::openapi::schema::Object::with_type(
-                            utoipa::openapi::schema::Type::Integer,
-                        ),
-                    ))))
-                    .description(Some("Seconds to wait before trying again"))
-                    .build(),
-            );
-        }
-        components
-            .responses
-            .insert((*name).to_owned(), RefOr::T(response.build()));
-    }
+    share_problem_responses(spec.components.get_or_insert_with(Default::default));
     for (path, item) in spec.paths.paths.iter_mut() {
-        let unlimited = matches!(path.as_str(), "/health" | "/ready" | "/metrics");
         for operation in [
             &mut item.get,
             &mut item.post,
@@ -131,80 +102,111 @@ pub fn finish(spec: &mut utoipa::openapi::OpenApi) {
         .into_iter()
         .flatten()
         {
-            // An empty query parameter counts as absent (`?skip=`). utoipa has no field for
-            // `allowEmptyValue`; its extensions are written out as they are.
-            for parameter in operation.parameters.iter_mut().flatten() {
-                if let RefOr::T(parameter) = parameter
-                    && matches!(parameter.parameter_in, ParameterIn::Query)
-                {
-                    parameter
-                        .extensions
-                        .get_or_insert_with(Default::default)
-                        .insert("allowEmptyValue".to_owned(), serde_json::Value::Bool(true));
-                }
-            }
-            let params: Vec<ParameterIn> = operation
-                .parameters
-                .iter()
-                .flatten()
-                .filter_map(|p| match p {
-                    RefOr::T(p) => Some(p.parameter_in.clone()),
-                    RefOr::Ref(_) => None,
-                })
-                .collect();
-            let mut statuses = Vec::new();
-            if operation.request_body.is_some() {
-                statuses.extend(["400", "413", "415", "422"]);
-            }
-            if params.iter().any(|p| matches!(p, ParameterIn::Path)) {
-                statuses.extend(["400", "404"]);
-            }
-            if params
-                .iter()
-                .any(|p| matches!(p, ParameterIn::Query | ParameterIn::Header))
-            {
-                statuses.extend(["400", "422"]);
-            }
-            if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
-                statuses.push("401");
-            }
-            if !unlimited {
-                statuses.push("429");
-            }
-            if path != "/health" {
-                statuses.push("503");
-            }
-            let responses = &mut operation.responses.responses;
-            for status in statuses {
-                let (_, name, _) = SHARED
-                    .iter()
-                    .find(|(code, _, _)| *code == status)
-                    .expect("every status added is shared");
-                responses.entry(status.to_owned()).or_insert_with(|| {
-                    RefOr::Ref(Ref::new(format!("#/components/responses/{name}")))
-                });
-            }
+            allow_empty_query_values(operation);
+            add_shared_statuses(path, operation);
         }
     }
-    link(
-        spec,
-        "/products",
-        "201",
-        "id",
-        &[
-            "get_product",
-            "put_product",
-            "patch_product",
-            "delete_product",
-        ],
-    );
-    link(
-        spec,
-        "/orders",
-        "201",
-        "id",
-        &["get_order", "cancel_order", "confirm_payment"],
-    );
+    let product_ops = [
+        "get_product",
+        "put_product",
+        "patch_product",
+        "delete_product",
+    ];
+    link(spec, "/products", "201", "id", &product_ops);
+    let order_ops = ["get_order", "cancel_order", "confirm_payment"];
+    link(spec, "/orders", "201", "id", &order_ops);
+}
+
+/// Puts the [`SHARED`] problem answers under `components/responses`.
+fn share_problem_responses(components: &mut utoipa::openapi::Components) {
+    use utoipa::openapi::{
+        Content, Ref, RefOr, ResponseBuilder,
+        header::HeaderBuilder,
+        schema::{Object, Schema, Type},
+    };
+
+    for (status, name, description) in SHARED {
+        let mut response = ResponseBuilder::new().description(*description).content(
+            "application/problem+json",
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        );
+        if *status == "429" {
+            let seconds = Schema::Object(Object::with_type(Type::Integer));
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(RefOr::T(seconds)))
+                    .description(Some("Seconds to wait before trying again"))
+                    .build(),
+            );
+        }
+        components
+            .responses
+            .insert((*name).to_owned(), RefOr::T(response.build()));
+    }
+}
+
+/// An empty query parameter counts as absent (`?skip=`). utoipa has no field for
+/// `allowEmptyValue`; its extensions are written out as they are.
+fn allow_empty_query_values(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::{RefOr, path::ParameterIn};
+
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if let RefOr::T(parameter) = parameter
+            && matches!(parameter.parameter_in, ParameterIn::Query)
+        {
+            parameter
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert("allowEmptyValue".to_owned(), serde_json::Value::Bool(true));
+        }
+    }
+}
+
+/// Lists what every operation of its kind can answer: 400/413/415/422 where a body is
+/// read, 400/404 where a path names a resource, 400/422 where parameters are read, 401
+/// where a token is, 429 under the rate limit, 503 wherever a dependency is used.
+fn add_shared_statuses(path: &str, operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::{Ref, RefOr, path::ParameterIn};
+
+    let located: Vec<ParameterIn> = operation
+        .parameters
+        .iter()
+        .flatten()
+        .filter_map(|p| match p {
+            RefOr::T(p) => Some(p.parameter_in.clone()),
+            RefOr::Ref(_) => None,
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    if operation.request_body.is_some() {
+        statuses.extend(["400", "413", "415", "422"]);
+    }
+    if located.iter().any(|p| matches!(p, ParameterIn::Path)) {
+        statuses.extend(["400", "404"]);
+    }
+    if located
+        .iter()
+        .any(|p| matches!(p, ParameterIn::Query | ParameterIn::Header))
+    {
+        statuses.extend(["400", "422"]);
+    }
+    if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+        statuses.push("401");
+    }
+    if !matches!(path, "/health" | "/ready" | "/metrics") {
+        statuses.push("429");
+    }
+    if path != "/health" {
+        statuses.push("503");
+    }
+    for (status, name, _) in SHARED.iter().filter(|(code, _, _)| statuses.contains(code)) {
+        operation
+            .responses
+            .responses
+            .entry((*status).to_owned())
+            .or_insert_with(|| RefOr::Ref(Ref::new(format!("#/components/responses/{name}"))));
+    }
 }
 
 /// Adds links from the `status` answer of `POST path` to `targets`, passing the created

@@ -206,6 +206,18 @@ impl Application {
     }
 }
 
+/// The worker's share of a process's state: what payments need, never the HTTP state.
+impl From<&AppState> for worker::Environment {
+    fn from(state: &AppState) -> Self {
+        Self {
+            db: state.db.clone(),
+            queue: state.queue.clone(),
+            notifier: state.notifier.clone(),
+            config: state.config.payments.clone(),
+        }
+    }
+}
+
 /// Starts the payment worker and the sweeper; the returned future ends when both have
 /// stopped after `stop` is cancelled.
 pub fn spawn_workers(

@@ -365,8 +365,9 @@ pub async fn confirm_payment(
     tracing::info!("payment action confirmed");
     let task = orders.clone();
     detached(async move {
+        // Neither the order's status nor a listed payment status changed: listeners hear
+        // the next attempt (`PROCESSING`) instead.
         let confirmed = moved_view(&task.db, moved).await?;
-        task.notifier.order(&confirmed).await;
         let payment_id = confirmed.payment.id;
         // Due now: `retry` moves a job that waits for the action's expiry.
         if let Err(err) = task.queue.retry(payment_id, clock::now()).await {

@@ -6,7 +6,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
-use entity::{PaymentStatus, order, payment};
+use entity::{PaymentMethod, PaymentStatus, order, payment};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -25,7 +25,6 @@ use crate::{
     notifier::Notifier,
     orders::view::OrderView,
     queue::{JobQueue, RetryPolicy},
-    state::AppState,
 };
 
 /// How long an idle worker waits before looking at the queue again.
@@ -44,17 +43,6 @@ pub struct Environment {
     pub queue: std::sync::Arc<dyn JobQueue>,
     pub notifier: Notifier,
     pub config: PaymentConfig,
-}
-
-impl From<&AppState> for Environment {
-    fn from(state: &AppState) -> Self {
-        Self {
-            db: state.db.clone(),
-            queue: state.queue.clone(),
-            notifier: state.notifier.clone(),
-            config: state.config.payments.clone(),
-        }
-    }
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {
@@ -118,7 +106,9 @@ pub async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
     for view in attempts {
         let span = tracing::info_span!("attempt", payment_id = %view.payment.id, order_id = %view.order.id, attempt = view.payment.attempts);
         let payment = &view.payment;
-        let outcome = if payment.attempts > payment.max_attempts {
+        // Waiting for the customer's action uses up no attempt.
+        let free = i32::from(view.order.payment_method == PaymentMethod::RequiresAction);
+        let outcome = if payment.attempts > payment.max_attempts + free {
             // Taken over after its worker died during the last attempt: nothing left to try.
             AttemptOutcome::Transient("the last attempt was interrupted".into())
         } else {
