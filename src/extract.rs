@@ -4,6 +4,7 @@
 
 use axum::{
     extract::{
+        Request,
         FromRequest, FromRequestParts,
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
@@ -15,10 +16,33 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::AppError;
 
-/// A JSON body (`application/json`, at most the configured body limit).
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(AppError))]
+/// A JSON object body (`application/json`, at most the configured body limit). Any other
+/// JSON value (an array, a string, ...) is a 400, even where serde could read a struct
+/// from it.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
+        // Content type, size and syntax, checked as axum checks them.
+        let axum::Json(raw) =
+            axum::Json::<Box<serde_json::value::RawValue>>::from_request(request, state).await?;
+        if !raw.get().trim_start().starts_with('{') {
+            return Err(AppError::bad_request(
+                "invalid_body",
+                "The body must be a JSON object.",
+            ));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(raw.get().as_bytes())?;
+        Ok(Self(value))
+    }
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

@@ -18,7 +18,14 @@ use utoipa::{
                        `OrderResponse`, `/payment` carries `PaymentEvent`.",
     ),
     modifiers(&BearerAuth),
-    components(schemas(crate::error::Problem, crate::payments::PaymentEvent)),
+    components(schemas(
+        crate::error::Problem,
+        crate::payments::PaymentEvent,
+        crate::pagination::SortOrder,
+        crate::products::dto::ProductSortParam,
+        crate::orders::dto::OrderSortParam,
+        crate::orders::OrderStatus,
+    )),
     tags(
         (name = "auth", description = "Accounts and sign-in"),
         (name = "products", description = "The catalog"),
