@@ -4,8 +4,7 @@
 
 use axum::{
     extract::{
-        Request,
-        FromRequest, FromRequestParts,
+        FromRequest, FromRequestParts, Request,
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::StatusCode,
