@@ -139,6 +139,15 @@ async fn malformed_requests_get_problem_json(app: TestApp) {
     );
     let (status, _, code) = send("{}", "text/plain").await;
     assert_eq!((status, code.as_str()), (415, "unsupported_media_type"));
+    // Only a JSON object is a body, even where serde could read a struct from an array.
+    for not_an_object in ["[]", "[\"a@b.co\", \"Str0ng!pass\"]", "\"x\"", "7", "null"] {
+        let (status, _, code) = send(not_an_object, "application/json").await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_body"),
+            "{not_an_object}"
+        );
+    }
 
     let big = "x".repeat(1024 * 1024 + 1);
     let response = app
