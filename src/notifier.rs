@@ -1,37 +1,37 @@
-//! What happens after a commit: status events to listeners, and the catalog cache told
-//! that stock moved. The transitions (`lifecycle`) never see it; their callers tell it
-//! what committed.
+//! What happens after a commit: the relay is told the log grew (on PostgreSQL the
+//! database tells every instance too), and the catalog cache is told that stock or
+//! products changed. The transitions (`lifecycle`) never see it; their callers write the
+//! events in their transaction and tell it what committed.
 
 use std::{future::Future, sync::Arc};
 
-use crate::{cache::Cache, orders::view::OrderView, realtime::EventBus};
+use tokio::sync::Notify;
 
-/// Tells listeners and the catalog cache about committed changes. Cheap to clone.
+use crate::cache::Cache;
+
+/// Tells this process's relay and the catalog cache about committed changes. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Notifier {
-    events: Arc<dyn EventBus>,
+    log: Arc<Notify>,
     cache: Arc<dyn Cache>,
 }
 
 impl Notifier {
-    pub fn new(events: Arc<dyn EventBus>, cache: Arc<dyn Cache>) -> Self {
-        Self { events, cache }
+    /// `log` wakes this process's relay.
+    pub fn new(log: Arc<Notify>, cache: Arc<dyn Cache>) -> Self {
+        Self { log, cache }
     }
 
-    /// `/orders` `status`: the order as it now stands.
-    pub async fn order(&self, view: &OrderView) {
-        self.events.order_status(&view.response()).await;
+    /// Events were committed to the log: the relay reads them now rather than at its
+    /// next poll.
+    pub fn events_written(&self) {
+        self.log.notify_one();
     }
 
-    /// `/payment` `status`: where the payment now stands.
-    pub async fn payment(&self, view: &OrderView) {
-        self.events.payment_status(&view.payment_event()).await;
-    }
-
-    /// The order, then its payment: an order that ended, or was cancelled.
-    pub async fn order_and_payment(&self, view: &OrderView) {
-        self.order(view).await;
-        self.payment(view).await;
+    /// What wakes the relay of this process.
+    pub fn log(&self) -> Arc<Notify> {
+        self.log.clone()
     }
 
     /// Stock or products changed: catalog reads must not serve what was cached before.

@@ -9,14 +9,16 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
 use secrecy::ExposeSecret;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::{self, JwtKeys, PasswordHasher},
     cache::{Cache, MemoryCache, RedisCache},
     config::Config,
-    db, idempotency, metrics,
+    db,
+    events::relay,
+    idempotency, metrics,
     notifier::Notifier,
     orders::service::Orders,
     payments::worker,
@@ -99,16 +101,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Realtime)>
         .await
         .context("password hasher set-up failed")??;
     let backends = Backends::connect(&config).await?;
-    let realtime = match &config.redis_url {
-        Some(url) => Realtime::redis(jwt.clone(), url, &config.redis_key_prefix)
-            .await
-            .context("cannot start the Socket.IO Redis adapter")?,
-        None => Realtime::local(jwt.clone()),
-    };
+    let realtime = Realtime::new(jwt.clone());
     let clients = ClientIp::new(config.trusted_proxies.clone());
     let api_limit = ApiLimiter::new(config.api_rate, &clients);
     let config = Arc::new(config);
-    let notifier = Notifier::new(realtime.events.clone(), backends.cache.clone());
+    let notifier = Notifier::new(Arc::new(Notify::new()), backends.cache.clone());
     let app = App {
         orders: Orders {
             db: db.clone(),
@@ -186,6 +183,12 @@ impl Application {
             .payments
             .workers
             .then(|| spawn_workers(worker::Environment::from(&self.state), &stop));
+        let relay = tokio::spawn(relay::run(
+            self.state.db.clone(),
+            self.state.notifier.log(),
+            vec![self.realtime.sink.clone()],
+            stop.clone(),
+        ));
         tracing::info!(address = %self.listener.local_addr()?, "shop is listening");
         let app = self.realtime.serve(router::router(self.state));
         let served = axum::serve(
@@ -202,6 +205,7 @@ impl Application {
         if let Some(workers) = workers {
             workers.await;
         }
+        let _ = relay.await;
         served.context("the HTTP server failed")
     }
 }

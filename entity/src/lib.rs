@@ -4,6 +4,7 @@
 //! stored in integer minor units (`*_cents`), statuses, roles and payment methods as
 //! strings mapped to the enumerations of [`status`].
 
+pub mod event;
 pub mod idempotency_key;
 pub mod order;
 pub mod order_item;

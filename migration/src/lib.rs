@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_schema;
 mod m20261205_000001_payment_action;
+mod m20261205_000002_event_log;
 
 /// Every migration of the shop, in order.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_schema::Migration),
             Box::new(m20261205_000001_payment_action::Migration),
+            Box::new(m20261205_000002_event_log::Migration),
         ]
     }
 }

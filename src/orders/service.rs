@@ -7,7 +7,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use entity::{PaymentStatus, order, status};
 use sea_orm::{
-    ActiveEnum, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
@@ -23,6 +23,7 @@ use crate::{
     config::Config,
     db,
     error::{AppError, AppResult, FieldErrors},
+    events::{self, Actor, NewEvent},
     idempotency::{self, Claim, IdempotencyKey},
     inventory::Line,
     lifecycle::{self, NewOrder},
@@ -93,6 +94,12 @@ pub async fn place(
             }
         };
         let response = view.response();
+        events::record(
+            &txn,
+            vec![NewEvent::order(&view, Actor::caller(user))],
+            now,
+        )
+        .await?;
         if let Some((key, ticket)) = &claimed {
             let body =
                 serde_json::to_string(&response).map_err(|e| AppError::Internal(e.into()))?;
@@ -107,11 +114,12 @@ pub async fn place(
     }
     let view = result?;
     tracing::info!(order_id = %view.order.id, "order placed");
-    // Announce the order, then hand its payment to the workers (in this order, so PENDING
-    // is never heard after PROCESSING).
+    // The log has the order (before any attempt can write PROCESSING); hand its payment
+    // to the workers.
     let (task, placed) = (orders.clone(), view.clone());
     detached(async move {
-        tokio::join!(task.notifier.order(&placed), task.notifier.catalog_changed());
+        task.notifier.events_written();
+        task.notifier.catalog_changed().await;
         let payment_id = placed.payment.id;
         if let Err(err) = task.queue.enqueue(payment_id, clock::now()).await {
             tracing::warn!(%payment_id, error = %err, "could not queue the payment; the sweeper will");
@@ -218,8 +226,8 @@ async fn visible_row(
         .ok_or_else(|| AppError::not_found("order"))
 }
 
-/// The view of an order a transition just moved, read after its commit.
-async fn moved_view(db: &DatabaseConnection, moved: lifecycle::Moved) -> AppResult<OrderView> {
+/// The view of an order a transition just moved (read in its transaction).
+async fn moved_view<C: ConnectionTrait>(db: &C, moved: lifecycle::Moved) -> AppResult<OrderView> {
     let view = OrderView::load(db, moved.order.id)
         .await?
         .ok_or_else(|| AppError::not_found("order"))?;
@@ -305,7 +313,8 @@ pub async fn list(
 pub async fn cancel(orders: &Orders, caller: &AuthUser, id: Uuid) -> AppResult<OrderResponse> {
     visible_row(&orders.db, caller, id).await?;
     let txn = db::begin_write(&orders.db).await?;
-    let Some(moved) = lifecycle::cancel(&txn, id, clock::now()).await? else {
+    let now = clock::now();
+    let Some(moved) = lifecycle::cancel(&txn, id, now).await? else {
         txn.rollback().await?;
         let now = visible(&orders.db, caller, id).await?;
         let detail = if now.payment.status == PaymentStatus::Processing {
@@ -318,25 +327,24 @@ pub async fn cancel(orders: &Orders, caller: &AuthUser, id: Uuid) -> AppResult<O
         };
         return Err(AppError::conflict("order_not_cancellable", detail));
     };
+    let cancelled = moved_view(&txn, moved).await?;
+    events::record(
+        &txn,
+        NewEvent::order_and_payment(&cancelled, Actor::caller(caller)),
+        now,
+    )
+    .await?;
     txn.commit().await?;
     tracing::info!("order cancelled");
     crate::metrics::payment_finished("cancelled");
     let task = orders.clone();
     detached(async move {
-        let cancelled = moved_view(&task.db, moved).await?;
-        tokio::join!(
-            task.notifier.order_and_payment(&cancelled),
-            task.notifier.catalog_changed()
-        );
-        // A job still queued for it finds the payment ended and is dropped then.
-        Ok(cancelled.response())
+        task.notifier.events_written();
+        task.notifier.catalog_changed().await;
     })
-    .await
-    .unwrap_or_else(|| {
-        Err(AppError::Internal(anyhow::anyhow!(
-            "cancel follow-up failed"
-        )))
-    })
+    .await;
+    // A job still queued for it finds the payment ended and is dropped then.
+    Ok(cancelled.response())
 }
 
 /// The owner confirms the action a payment waits for (`REQUIRES_ACTION`): the payment is

@@ -41,7 +41,8 @@ pub async fn retry(env: &Environment, payment_id: Uuid) -> AppResult<OrderRespon
         .ok_or_else(|| AppError::not_found("order"))?;
     let env = env.clone();
     detached(async move {
-        tokio::join!(env.notifier.order(&view), env.notifier.catalog_changed());
+        // Back to PENDING: no event type names that; the next attempt is heard.
+        env.notifier.catalog_changed().await;
         let removed = env.queue.remove_dead(payment_id).await;
         let queued = env.queue.enqueue(payment_id, clock::now()).await;
         if let Err(err) = removed.and(queued.map(drop)) {

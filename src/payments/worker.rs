@@ -21,6 +21,7 @@ use crate::{
     config::PaymentConfig,
     db,
     error::{AppError, AppResult},
+    events::{self, Actor, NewEvent},
     lifecycle,
     notifier::Notifier,
     orders::view::OrderView,
@@ -65,39 +66,39 @@ pub async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
     let started_at = clock::now();
     let started =
         lifecycle::start_attempts(&txn, ids, to_chrono(env.config.lease), started_at).await?;
-    txn.commit().await?;
-    for id in ids {
-        if !started.iter().any(|m| m.payment.id == *id) {
-            not_started(env, *id).await?;
-        }
-    }
     let mut payments: HashMap<Uuid, payment::Model> = started
         .iter()
         .map(|m| (m.order.id, m.payment.clone()))
         .collect();
     let orders: Vec<order::Model> = started.into_iter().map(|m| m.order).collect();
-    let attempts: Vec<OrderView> = OrderView::load_many(&env.db, orders)
+    let attempts: Vec<OrderView> = OrderView::load_many(&txn, orders)
         .await?
         .into_iter()
         .filter_map(|view| {
-            // The started row, not a later read: its `updated_at` fences the outcome.
+            // The started row: its `updated_at` fences the outcome.
             let payment = payments.remove(&view.order.id)?;
             Some(view.with_payment(payment))
         })
         .collect();
-    // Announced together: each payment's own events stay in order.
-    futures::future::join_all(attempts.iter().map(|view| {
-        let span = tracing::info_span!("attempt", payment_id = %view.payment.id, order_id = %view.order.id, attempt = view.payment.attempts);
-        async move {
-            tracing::info!("payment attempt started");
-            if view.payment.attempts == 1 {
-                env.notifier.order(view).await;
-            }
-            env.notifier.payment(view).await;
+    let mut started_events = Vec::new();
+    for view in &attempts {
+        if view.payment.attempts == 1 {
+            started_events.push(NewEvent::order(view, Actor::WORKER));
         }
-        .instrument(span)
-    }))
-    .await;
+        started_events.extend(NewEvent::payment(view, Actor::WORKER));
+    }
+    events::record(&txn, started_events, started_at).await?;
+    txn.commit().await?;
+    env.notifier.events_written();
+    for id in ids {
+        if !attempts.iter().any(|view| view.payment.id == *id) {
+            not_started(env, *id).await?;
+        }
+    }
+    for view in &attempts {
+        let span = tracing::info_span!("attempt", payment_id = %view.payment.id, order_id = %view.order.id, attempt = view.payment.attempts);
+        span.in_scope(|| tracing::info!("payment attempt started"));
+    }
 
     if !env.config.latency.is_zero() && !attempts.is_empty() {
         tokio::time::sleep(env.config.latency).await;
@@ -156,22 +157,32 @@ async fn succeed(
     }
     let ids: Vec<Uuid> = attempts.iter().map(|v| v.payment.id).collect();
     let txn = db::begin_write(&env.db).await?;
-    let ended = lifecycle::succeed(&txn, &ids, started_at, clock::now()).await?;
-    txn.commit().await?;
+    let now = clock::now();
     let mut ended: HashMap<Uuid, lifecycle::Moved> =
-        ended.into_iter().map(|m| (m.payment.id, m)).collect();
-    futures::future::join_all(attempts.into_iter().filter_map(|view| {
-        let moved = ended.remove(&view.payment.id)?;
+        lifecycle::succeed(&txn, &ids, started_at, now)
+            .await?
+            .into_iter()
+            .map(|m| (m.payment.id, m))
+            .collect();
+    let paid: Vec<OrderView> = attempts
+        .iter()
+        .filter_map(|view| Some(view.moved(ended.remove(&view.payment.id)?)))
+        .collect();
+    let paid_events = paid
+        .iter()
+        .flat_map(|view| NewEvent::order_and_payment(view, Actor::WORKER))
+        .collect();
+    events::record(&txn, paid_events, now).await?;
+    txn.commit().await?;
+    env.notifier.events_written();
+    futures::future::join_all(paid.iter().map(|view| {
         let span = tracing::info_span!("attempt", payment_id = %view.payment.id, order_id = %view.order.id);
-        Some(
-            async move {
-                tracing::info!("payment succeeded");
-                crate::metrics::payment_finished("succeeded");
-                env.notifier.order_and_payment(&view.moved(moved)).await;
-                ack(env, view.payment.id).await;
-            }
-            .instrument(span),
-        )
+        async move {
+            tracing::info!("payment succeeded");
+            crate::metrics::payment_finished("succeeded");
+            ack(env, view.payment.id).await;
+        }
+        .instrument(span)
     }))
     .await;
     Ok(())
@@ -197,14 +208,20 @@ async fn transient_failure(env: &Environment, view: &OrderView, error: &str) -> 
     }
     let now = clock::now();
     let due = now + to_chrono(policy.delay(attempt, rand::random()));
-    if let Some(waiting) =
-        lifecycle::schedule_retry(&env.db, &view.payment, due, error, now).await?
-    {
-        tracing::info!(%error, next_attempt_at = %due, "payment will be retried");
-        if let Err(err) = env.queue.retry(payment_id, due).await {
-            tracing::warn!(error = %err, "could not schedule a retry; the sweeper will");
-        }
-        env.notifier.payment(&view.with_payment(waiting)).await;
+    let txn = db::begin_write(&env.db).await?;
+    let Some(waiting) = lifecycle::schedule_retry(&txn, &view.payment, due, error, now).await?
+    else {
+        txn.rollback().await?;
+        return Ok(());
+    };
+    let waiting = view.with_payment(waiting);
+    let retrying = NewEvent::payment(&waiting, Actor::WORKER);
+    events::record(&txn, retrying.into_iter().collect(), now).await?;
+    txn.commit().await?;
+    env.notifier.events_written();
+    tracing::info!(%error, next_attempt_at = %due, "payment will be retried");
+    if let Err(err) = env.queue.retry(payment_id, due).await {
+        tracing::warn!(error = %err, "could not schedule a retry; the sweeper will");
     }
     Ok(())
 }
@@ -214,12 +231,19 @@ async fn transient_failure(env: &Environment, view: &OrderView, error: &str) -> 
 async fn await_action(env: &Environment, view: &OrderView) -> AppResult<()> {
     let now = clock::now();
     let expires = now + to_chrono(env.config.action_timeout);
-    if let Some(waiting) = lifecycle::require_action(&env.db, &view.payment, expires, now).await? {
-        tracing::info!(action_expires_at = %expires, "payment waits for the customer's action");
-        if let Err(err) = env.queue.retry(view.payment.id, expires).await {
-            tracing::warn!(error = %err, "could not schedule the action's expiry; the sweeper will");
-        }
-        env.notifier.payment(&view.with_payment(waiting)).await;
+    let txn = db::begin_write(&env.db).await?;
+    let Some(waiting) = lifecycle::require_action(&txn, &view.payment, expires, now).await? else {
+        txn.rollback().await?;
+        return Ok(());
+    };
+    let waiting = view.with_payment(waiting);
+    let asking = NewEvent::payment(&waiting, Actor::WORKER);
+    events::record(&txn, asking.into_iter().collect(), now).await?;
+    txn.commit().await?;
+    env.notifier.events_written();
+    tracing::info!(action_expires_at = %expires, "payment waits for the customer's action");
+    if let Err(err) = env.queue.retry(view.payment.id, expires).await {
+        tracing::warn!(error = %err, "could not schedule the action's expiry; the sweeper will");
     }
     Ok(())
 }
@@ -228,18 +252,18 @@ async fn await_action(env: &Environment, view: &OrderView) -> AppResult<()> {
 /// longer owns the payment (another worker took it over): nothing changed.
 async fn give_up(env: &Environment, view: &OrderView, error: &str) -> AppResult<bool> {
     let txn = db::begin_write(&env.db).await?;
-    let Some(moved) = lifecycle::give_up(&txn, &view.payment, error, clock::now()).await? else {
+    let now = clock::now();
+    let Some(moved) = lifecycle::give_up(&txn, &view.payment, error, now).await? else {
         txn.rollback().await?;
         return Ok(false);
     };
+    let failed = view.moved(moved);
+    events::record(&txn, NewEvent::order_and_payment(&failed, Actor::WORKER), now).await?;
     txn.commit().await?;
+    env.notifier.events_written();
     tracing::info!(%error, "payment failed; stock restored");
     crate::metrics::payment_finished("failed");
-    let failed = view.moved(moved);
-    tokio::join!(
-        env.notifier.order_and_payment(&failed),
-        env.notifier.catalog_changed()
-    );
+    env.notifier.catalog_changed().await;
     Ok(true)
 }
 
@@ -279,18 +303,22 @@ async fn not_started(env: &Environment, payment_id: Uuid) -> AppResult<()> {
 /// Fails a payment whose customer did not confirm in time (stock restored, once).
 async fn expire_action(env: &Environment, payment_id: Uuid) -> AppResult<()> {
     let txn = db::begin_write(&env.db).await?;
-    let moved = lifecycle::expire_action(&txn, payment_id, clock::now()).await?;
+    let now = clock::now();
+    let expired = match lifecycle::expire_action(&txn, payment_id, now).await? {
+        Some(moved) => OrderView::load(&txn, moved.order.id)
+            .await?
+            .map(|view| view.moved(moved)),
+        None => None,
+    };
+    if let Some(view) = &expired {
+        events::record(&txn, NewEvent::order_and_payment(view, Actor::WORKER), now).await?;
+    }
     txn.commit().await?;
-    if let Some(moved) = moved {
+    if expired.is_some() {
+        env.notifier.events_written();
         tracing::info!("the customer's action expired; payment failed, stock restored");
         crate::metrics::payment_finished("failed");
-        if let Some(view) = OrderView::load(&env.db, moved.order.id).await? {
-            let expired = view.moved(moved);
-            tokio::join!(
-                env.notifier.order_and_payment(&expired),
-                env.notifier.catalog_changed()
-            );
-        }
+        env.notifier.catalog_changed().await;
     }
     ack(env, payment_id).await;
     Ok(())

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     auth::AuthUser,
+    events::Actor,
     error::{AppResult, Problem},
     extract::{Json, Path, Query},
     pagination::Page,
@@ -25,6 +26,7 @@ fn catalog(state: &AppState) -> Catalog<'_> {
     Catalog {
         db: &state.db,
         cache: &state.cache,
+        notifier: &state.notifier,
         currency: &state.config.currency,
     }
 }
@@ -101,7 +103,7 @@ async fn create_product(
     user.require_admin()?;
     Ok((
         StatusCode::CREATED,
-        Json(service::create(&catalog(&state), body).await?),
+        Json(service::create(&catalog(&state), Actor::caller(&user), body).await?),
     ))
 }
 
@@ -123,7 +125,7 @@ async fn put_product(
     Json(body): Json<ProductInput>,
 ) -> AppResult<Json<ProductResponse>> {
     user.require_admin()?;
-    Ok(Json(service::update(&catalog(&state), id, body).await?))
+    Ok(Json(service::update(&catalog(&state), Actor::caller(&user), id, body).await?))
 }
 
 /// Change any of a product's fields (ADMIN); the same as `PUT`.
@@ -161,5 +163,5 @@ async fn delete_product(
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<ProductResponse>> {
     user.require_admin()?;
-    Ok(Json(service::delete(&catalog(&state), id).await?))
+    Ok(Json(service::delete(&catalog(&state), Actor::caller(&user), id).await?))
 }

@@ -11,12 +11,14 @@ use uuid::Uuid;
 use super::dto::{ProductInput, ProductListQuery, ProductResponse, ProductSort};
 use std::sync::Arc;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 use crate::{
     auth::AuthUser,
     cache::Cache,
-    clock,
+    clock, db,
+    events::{self, Actor, NewEvent},
+    notifier::{Notifier, detached},
     domain::{Money, check_text},
     error::{AppError, AppResult, FieldErrors},
     pagination::{Page, PageRequest},
@@ -26,15 +28,34 @@ use crate::{
 pub struct Catalog<'a> {
     pub db: &'a DatabaseConnection,
     pub cache: &'a Arc<dyn Cache>,
+    pub notifier: &'a Notifier,
     pub currency: &'a str,
 }
 
 impl Catalog<'_> {
-    /// Invalidates cached catalog reads after a write committed, from a task of its own
-    /// (a client hanging up cannot leave the cache unbumped).
+    /// After a write and its event committed: the relay reads the log, and cached catalog
+    /// reads are invalidated, from a task of its own (a client hanging up cannot leave the
+    /// cache unbumped).
     async fn changed(&self) {
-        let cache = Arc::clone(self.cache);
-        crate::notifier::detached(async move { cache.bump().await }).await;
+        self.notifier.events_written();
+        let notifier = self.notifier.clone();
+        detached(async move { notifier.catalog_changed().await }).await;
+    }
+
+    /// Writes `product`'s `change` event in `txn`, commits, and says so.
+    async fn commit(
+        &self,
+        txn: DatabaseTransaction,
+        change: &str,
+        product: product::Model,
+        actor: Actor,
+    ) -> AppResult<ProductResponse> {
+        let response = ProductResponse::new(product, self.currency);
+        let event = NewEvent::product(change, &response, actor);
+        events::record(&txn, vec![event], clock::now()).await?;
+        txn.commit().await?;
+        self.changed().await;
+        Ok(response)
     }
 }
 
@@ -194,7 +215,11 @@ fn to_json<T: serde::Serialize>(value: &T) -> AppResult<String> {
 
 /// Adds a product to the catalog.
 #[tracing::instrument(skip_all, fields(product_id = tracing::field::Empty))]
-pub async fn create(catalog: &Catalog<'_>, input: ProductInput) -> AppResult<ProductResponse> {
+pub async fn create(
+    catalog: &Catalog<'_>,
+    actor: Actor,
+    input: ProductInput,
+) -> AppResult<ProductResponse> {
     let mut errors = FieldErrors::new();
     for (field, present) in [
         ("name", input.name.is_some()),
@@ -217,17 +242,19 @@ pub async fn create(catalog: &Catalog<'_>, input: ProductInput) -> AppResult<Pro
         updated_at: Set(now),
         deleted_at: Set(None),
     };
-    let product = model.insert(catalog.db).await?;
+    let txn = db::begin_write(catalog.db).await?;
+    let product = model.insert(&txn).await?;
     tracing::Span::current().record("product_id", tracing::field::display(product.id));
+    let created = catalog.commit(txn, "created", product, actor).await?;
     tracing::info!("product created");
-    catalog.changed().await;
-    Ok(ProductResponse::new(product, catalog.currency))
+    Ok(created)
 }
 
 /// Changes the given fields of a product that is not deleted.
 #[tracing::instrument(skip_all, fields(product_id = %id))]
 pub async fn update(
     catalog: &Catalog<'_>,
+    actor: Actor,
     id: Uuid,
     input: ProductInput,
 ) -> AppResult<ProductResponse> {
@@ -258,23 +285,27 @@ pub async fn update(
         model.stock = Set(stock);
     }
     // Conditional on the row still being live, so a concurrent delete wins cleanly.
+    let txn = db::begin_write(catalog.db).await?;
     let updated = product::Entity::update_many()
         .set(model)
         .filter(product::Column::Id.eq(id))
         .filter(product::Column::DeletedAt.is_null())
-        .exec_with_returning(catalog.db)
+        .exec_with_returning(&txn)
         .await?;
-    let product = updated
-        .into_iter()
-        .next()
-        .ok_or_else(|| AppError::not_found("product"))?;
-    catalog.changed().await;
-    Ok(ProductResponse::new(product, catalog.currency))
+    let Some(product) = updated.into_iter().next() else {
+        txn.rollback().await?;
+        return Err(AppError::not_found("product"));
+    };
+    catalog.commit(txn, "updated", product, actor).await
 }
 
 /// Soft-deletes a product; deleting it again answers the same product unchanged.
 #[tracing::instrument(skip_all, fields(product_id = %id))]
-pub async fn delete(catalog: &Catalog<'_>, id: Uuid) -> AppResult<ProductResponse> {
+pub async fn delete(
+    catalog: &Catalog<'_>,
+    actor: Actor,
+    id: Uuid,
+) -> AppResult<ProductResponse> {
     let product = product::Entity::find_by_id(id)
         .one(catalog.db)
         .await?
@@ -286,9 +317,9 @@ pub async fn delete(catalog: &Catalog<'_>, id: Uuid) -> AppResult<ProductRespons
     let mut model = product.into_active_model();
     model.deleted_at = Set(Some(now));
     model.updated_at = Set(now);
-    let product = model.update(catalog.db).await?;
-    catalog.changed().await;
-    Ok(ProductResponse::new(product, catalog.currency))
+    let txn = db::begin_write(catalog.db).await?;
+    let product = model.update(&txn).await?;
+    catalog.commit(txn, "deleted", product, actor).await
 }
 
 /// Validated field values; `None` means "leave unchanged".

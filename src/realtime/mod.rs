@@ -1,39 +1,27 @@
 //! Real-time status over Socket.IO: namespaces `/orders` and `/payment`, event `status`.
 //!
-//! Only this module knows Socket.IO. Services publish through the [`EventBus`] trait after
-//! their change has committed. A socket proves who it is at the handshake (`auth.token`,
-//! an `Authorization: Bearer` header, or `?token=`) and joins its user's room; admins also
-//! join the admins' room. With Redis, the socketioxide-redis adapter carries every emit to
-//! the sockets of all instances, including emits from `shop worker` processes.
+//! Only this module knows Socket.IO. Events come from the log, through this process's
+//! relay (`events::relay`). A socket proves who it is at the handshake (`auth.token`, an
+//! `Authorization: Bearer` header, or `?token=`) and joins its user's room; admins also
+//! join the admins' room.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use axum::{Router, extract::Query, http::header};
-use fred::{
-    clients::SubscriberClient,
-    interfaces::{EventInterface, PubsubInterface},
-    prelude::Config as RedisConfig,
-    types::RespVersion,
-};
-use serde::Serialize;
 use serde_json::Value;
 use socketioxide::{
     SocketIo,
-    adapter::{Adapter, LocalAdapter},
+    adapter::Adapter,
     extract::{SocketRef, TryData},
     handler::ConnectHandler,
     layer::SocketIoLayer,
-};
-use socketioxide_redis::{
-    FredAdapter, RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver,
 };
 use uuid::Uuid;
 
 use crate::{
     auth::{AuthUser, JwtKeys, bearer},
-    orders::dto::OrderResponse,
-    payments::PaymentEvent,
+    events::{Event, relay::Sink},
 };
 
 /// The namespace of order events.
@@ -48,132 +36,57 @@ fn user_room(user: Uuid) -> String {
     format!("user:{user}")
 }
 
-/// Where services publish status changes (after they commit).
+/// Hands the log's order and payment events to this process's sockets: `order.*` as
+/// `/orders` `status`, `payment.*` as `/payment` `status`, to the owner's room and the
+/// admins' room. Every instance runs its own relay, so each emit reaches only the sockets
+/// connected here, and each client hears each of its events once.
+struct SocketIoSink {
+    io: SocketIo,
+}
+
 #[async_trait]
-pub trait EventBus: Send + Sync {
-    /// `/orders` `status`: the order as `GET /orders/{id}` shows it.
-    async fn order_status(&self, order: &OrderResponse);
-    /// `/payment` `status`: one attempt or outcome.
-    async fn payment_status(&self, event: &PaymentEvent);
-}
-
-/// Emits to the owner's room and the admins' room of a namespace.
-struct SocketIoEvents<A: Adapter> {
-    io: SocketIo<A>,
-}
-
-impl<A: Adapter> SocketIoEvents<A> {
-    async fn emit<T: Serialize + Sync>(&self, namespace: &str, owner: Uuid, payload: &T) {
-        let Some(ns) = self.io.of(namespace) else {
+impl Sink for SocketIoSink {
+    async fn deliver(&self, event: &Event) {
+        let namespace = match event.kind.split_once('.') {
+            Some(("order", _)) => ORDERS,
+            Some(("payment", _)) => PAYMENT,
+            _ => return,
+        };
+        let (Some(owner), Some(ns)) = (event.user_id, self.io.of(namespace)) else {
             return;
         };
         // One emit to the union of both rooms: an admin who owns the order gets it once.
         let rooms = [user_room(owner), ADMINS.to_owned()];
-        if let Err(err) = ns.to(rooms).emit(STATUS, payload).await {
-            tracing::warn!(namespace, error = %err, "could not publish a status event");
+        if let Err(err) = ns.to(rooms).emit(STATUS, &event.data).await {
+            tracing::warn!(namespace, error = %err, "could not emit a status event");
         }
     }
 }
 
-#[async_trait]
-impl<A: Adapter> EventBus for SocketIoEvents<A> {
-    async fn order_status(&self, order: &OrderResponse) {
-        self.emit(ORDERS, order.user_id, order).await;
-    }
-
-    async fn payment_status(&self, event: &PaymentEvent) {
-        self.emit(PAYMENT, event.user_id, event).await;
-    }
-}
-
-/// The Socket.IO server of this process: the layer to serve (HTTP processes) and the
-/// event bus to publish through (every process).
+/// The Socket.IO server of this process: the layer to serve, and the sink its relay hands
+/// events to.
 pub struct Realtime {
-    pub events: Arc<dyn EventBus>,
-    layer: RealtimeLayer,
-}
-
-enum RealtimeLayer {
-    Local(SocketIoLayer<LocalAdapter>),
-    Redis(SocketIoLayer<FredAdapter<socketioxide::adapter::Emitter>>),
+    pub sink: Arc<dyn Sink>,
+    layer: SocketIoLayer,
 }
 
 impl Realtime {
-    /// In-process: events reach the sockets of this process only.
-    pub fn local(jwt: Arc<JwtKeys>) -> Self {
+    /// Namespaces `/orders` and `/payment`, each behind the handshake's authentication.
+    pub fn new(jwt: Arc<JwtKeys>) -> Self {
         let (layer, io) = SocketIo::new_layer();
         for namespace in [ORDERS, PAYMENT] {
             io.ns(namespace, on_connect.with(authenticate(jwt.clone())));
         }
         Self {
-            events: Arc::new(SocketIoEvents { io }),
-            layer: RealtimeLayer::Local(layer),
+            sink: Arc::new(SocketIoSink { io }),
+            layer,
         }
-    }
-
-    /// Across instances through Redis pub/sub (RESP3), channels under `prefix`.
-    pub async fn redis(jwt: Arc<JwtKeys>, url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let mut config = RedisConfig::from_url(url)?;
-        // The adapter publishes on its subscribed connection, which only RESP3 allows.
-        config.version = RespVersion::RESP3;
-        let client = fred::prelude::Builder::from_config(config)
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(2);
-                c.internal_command_timeout = Duration::from_secs(2);
-            })
-            .with_performance_config(|p| {
-                p.default_command_timeout = Duration::from_secs(2);
-                p.broadcast_channel_capacity = 1024;
-            })
-            .set_policy(fred::prelude::ReconnectPolicy::new_exponential(
-                0, 100, 5_000, 2,
-            ))
-            .build_subscriber_client()?;
-        resubscribe_on_reconnect(&client);
-        let adapter: RedisAdapterCtr<FredDriver> = RedisAdapterCtr::new_with_fred_config(
-            client,
-            RedisAdapterConfig::new().with_prefix(format!("{prefix}:socket.io")),
-        )
-        .await?;
-        let (layer, io) = SocketIo::builder()
-            .with_adapter::<FredAdapter<_>>(adapter)
-            .build_layer();
-        for namespace in [ORDERS, PAYMENT] {
-            io.ns(namespace, on_connect.with(authenticate(jwt.clone())))
-                .await
-                .map_err(|err| anyhow::anyhow!("Socket.IO namespace {namespace}: {err}"))?;
-        }
-        Ok(Self {
-            events: Arc::new(SocketIoEvents { io }),
-            layer: RealtimeLayer::Redis(layer),
-        })
     }
 
     /// Serves Socket.IO (`/socket.io/`) in front of `router`.
     pub fn serve(self, router: Router) -> Router {
-        match self.layer {
-            RealtimeLayer::Local(layer) => router.layer(layer),
-            RealtimeLayer::Redis(layer) => router.layer(layer),
-        }
+        router.layer(self.layer)
     }
-}
-
-/// The adapter subscribes once; after Redis comes back the subscriptions must be renewed
-/// or this instance would silently stop hearing the others.
-fn resubscribe_on_reconnect(client: &SubscriberClient) {
-    let handle = client.clone();
-    // The listener task lives as long as the client; its join handle is not needed.
-    drop(client.on_reconnect(move |_server| {
-        let handle = handle.clone();
-        async move {
-            for channel in handle.tracked_shard_channels() {
-                if let Err(err) = handle.ssubscribe(channel).await {
-                    tracing::warn!(error = %err, "could not renew a Socket.IO subscription");
-                }
-            }
-            Ok::<(), fred::error::Error>(())
-        }
-    }));
 }
 
 /// Why a handshake was refused; clients see it as the `connect_error` message.
