@@ -51,16 +51,16 @@ pub async fn register(
             None
         }
     };
+    // Control characters are refused as sent, before trimming (which would drop some).
+    if let Some(Err(msg)) = request.name.as_deref().map(|n| check_text(n, false)) {
+        errors.insert("name".into(), vec![msg]);
+    }
     let name = request
         .name
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty());
-    if let Some(n) = &name {
-        if n.chars().count() > 200 {
-            errors.insert("name".into(), vec!["must be at most 200 characters".into()]);
-        } else if let Err(msg) = check_text(n, false) {
-            errors.insert("name".into(), vec![msg]);
-        }
+    if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+        errors.insert("name".into(), vec!["must be at most 200 characters".into()]);
     }
     let (Some(email), Some(password)) = (email, password) else {
         return Err(AppError::validation(errors));

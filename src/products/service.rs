@@ -88,19 +88,21 @@ pub async fn list(
             false
         }
     };
+    // Control characters are refused as sent, before trimming (which would drop some).
+    if let Some(Err(msg)) = query.q.as_deref().map(|q| check_text(q, false)) {
+        errors.insert("q".into(), vec![msg]);
+    }
     let search = query
         .q
         .map(|q| q.trim().to_lowercase())
         .filter(|q| !q.is_empty());
-    if let Some(q) = &search {
-        if q.chars().count() > MAX_QUERY_CHARS {
-            errors.insert(
-                "q".into(),
-                vec![format!("must be at most {MAX_QUERY_CHARS} characters")],
-            );
-        } else if let Err(msg) = check_text(q, false) {
-            errors.insert("q".into(), vec![msg]);
-        }
+    if let Some(q) = &search
+        && q.chars().count() > MAX_QUERY_CHARS
+    {
+        errors.insert(
+            "q".into(),
+            vec![format!("must be at most {MAX_QUERY_CHARS} characters")],
+        );
     }
     let Some(page) = page.filter(|_| errors.is_empty()) else {
         return Err(AppError::validation(errors));
@@ -351,26 +353,34 @@ fn validate(input: ProductInput, mut errors: FieldErrors) -> AppResult<Changes> 
             fail(field, "must not be null".into());
         }
     }
+    // Control characters are refused as sent, before trimming (which would drop some).
+    if let Some(Some(Err(msg))) = input
+        .name
+        .as_ref()
+        .map(|n| n.as_deref().map(|n| check_text(n, false)))
+    {
+        fail("name", msg);
+    }
+    if let Some(Some(Err(msg))) = input
+        .description
+        .as_ref()
+        .map(|d| d.as_deref().map(|d| check_text(d, true)))
+    {
+        fail("description", msg);
+    }
     let name = input.name.flatten().map(|n| n.trim().to_owned());
     match &name {
         Some(n) if n.is_empty() => fail("name", "must not be empty".into()),
         Some(n) if n.chars().count() > 200 => fail("name", "must be at most 200 characters".into()),
-        Some(n) => {
-            if let Err(msg) = check_text(n, false) {
-                fail("name", msg);
-            }
-        }
-        None => {}
+        _ => {}
     }
     let description = input
         .description
         .map(|d| d.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()));
-    if let Some(Some(d)) = &description {
-        if d.chars().count() > 2000 {
-            fail("description", "must be at most 2000 characters".into());
-        } else if let Err(msg) = check_text(d, true) {
-            fail("description", msg);
-        }
+    if let Some(Some(d)) = &description
+        && d.chars().count() > 2000
+    {
+        fail("description", "must be at most 2000 characters".into());
     }
     let price = match input.price.flatten().map(|p| Money::parse(&p.0)) {
         None => None,

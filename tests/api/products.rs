@@ -307,6 +307,25 @@ async fn integers_may_be_written_with_a_fraction_and_empty_parameters_are_absent
     app.get("/products?order=ASC", None)
         .await
         .expect_problem(422, "validation_failed");
+    // Control characters are refused as sent, even where trimming would drop them.
+    for (field, value) in [
+        ("name", "Cup\u{b}"),
+        ("name", "\tCup"),
+        ("name", "Cup\u{85}"),
+        ("description", "fine\u{b}"),
+    ] {
+        app.call(
+            Method::PATCH,
+            &format!("/products/{id}"),
+            Some(&admin),
+            Some(json!({ field: value })),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    }
+    app.get("/products?q=J%0B", None)
+        .await
+        .expect_problem(422, "validation_failed");
     // A required field sent as null is refused, and nothing changes.
     app.call(
         Method::PATCH,
