@@ -53,6 +53,8 @@ pub struct Config {
     pub admin_password: SecretString,
     pub seed_products: u32,
     pub idempotency_ttl: Duration,
+    /// How long events are kept in the log.
+    pub event_retention: Duration,
     pub payments: PaymentConfig,
     pub redis_key_prefix: String,
     pub redis_pool_size: usize,
@@ -276,6 +278,7 @@ impl Config {
         );
         let seed_products = env.number("SEED_PRODUCTS", 50u32, 0..=100_000);
         let idempotency_ttl = env.duration("IDEMPOTENCY_TTL", DAY, DAY..=30 * DAY);
+        let event_retention = env.duration("EVENT_RETENTION", 30 * DAY, HOUR..=3650 * DAY);
         let payments = payment_config(&mut env);
         let redis_key_prefix = env.parse("REDIS_KEY_PREFIX", "shop".to_owned(), |raw| {
             if raw.len() <= 64
@@ -334,6 +337,7 @@ impl Config {
             admin_password,
             seed_products,
             idempotency_ttl,
+            event_retention,
             payments,
             redis_key_prefix,
             redis_pool_size,

@@ -30,6 +30,7 @@ use utoipa::{
         (name = "auth", description = "Accounts and sign-in"),
         (name = "products", description = "The catalog"),
         (name = "orders", description = "Placing, reading and cancelling orders"),
+        (name = "events", description = "The event log: every change to an order, a payment or the catalog"),
         (name = "admin", description = "The payment queue"),
         (name = "service", description = "Health and readiness"),
     )

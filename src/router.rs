@@ -25,7 +25,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::{
     auth,
     error::{method_not_allowed, panic_response, problem_response, route_not_found},
-    health, metrics,
+    events, health, metrics,
     openapi::ApiDoc,
     orders, payments, products,
     state::AppState,
@@ -40,7 +40,8 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::routes::router())
         .merge(products::routes::router())
         .merge(orders::routes::router())
-        .merge(payments::routes::router());
+        .merge(payments::routes::router())
+        .merge(events::routes::router());
     let api = match &state.api_limit {
         Some(limiter) => limiter.apply(api),
         None => api,

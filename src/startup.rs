@@ -17,7 +17,7 @@ use crate::{
     cache::{Cache, MemoryCache, RedisCache},
     config::Config,
     db,
-    events::relay,
+    events::{self, relay},
     idempotency, metrics,
     notifier::Notifier,
     orders::service::Orders,
@@ -235,7 +235,8 @@ pub fn spawn_workers(
     }
 }
 
-/// Deletes expired idempotency keys once an hour until `stop`.
+/// Deletes expired idempotency keys and events past `EVENT_RETENTION` once an hour until
+/// `stop`.
 async fn purge_idempotency_keys(state: AppState, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -247,6 +248,11 @@ async fn purge_idempotency_keys(state: AppState, stop: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
             Err(err) => tracing::warn!(error = ?err, "could not purge idempotency keys"),
+        }
+        match events::prune(&state.db, state.config.event_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned events older than EVENT_RETENTION"),
+            Err(err) => tracing::warn!(error = ?err, "could not prune the event log"),
         }
     }
 }

@@ -4,17 +4,22 @@
 //! Redis was away.
 
 pub mod relay;
+pub mod routes;
 
 use chrono::{DateTime, Utc};
 use entity::{OrderStatus, PaymentStatus, event};
-use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, NotSet, Set};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
+    NotSet, QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr,
+};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, FieldErrors},
     orders::view::OrderView,
 };
 
@@ -171,17 +176,24 @@ pub async fn record<C: ConnectionTrait>(
 }
 
 /// An event as listeners receive it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// A cursor: ids sort in the order the log was written.
+    #[schema(example = "00000000000000000731-00000000000000000042")]
     pub id: String,
+    /// `order.created`, `payment.retrying`, `product.updated`, ...
     #[serde(rename = "type")]
     pub kind: String,
     pub created_at: DateTime<Utc>,
     pub order_id: Option<Uuid>,
     pub user_id: Option<Uuid>,
+    /// `{kind: user|admin|worker|system, id}`: who caused it.
+    #[schema(value_type = Object)]
     pub actor: Value,
+    /// The order (`order.*`), the `/payment` payload (`payment.*`) or the product
+    /// (`product.*`), as it was then.
+    #[schema(value_type = Object)]
     pub data: Value,
 }
 
@@ -190,6 +202,177 @@ impl Event {
     pub fn cursor(tx: i64, id: i64) -> String {
         format!("{tx:020}-{id:020}")
     }
+
+    /// The position a cursor names.
+    pub fn position(cursor: &str) -> Option<relay::Position> {
+        let (tx, id) = cursor.split_once('-')?;
+        let digits = |s: &str| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit());
+        (digits(tx) && digits(id)).then_some(())?;
+        Some(relay::Position {
+            tx: tx.parse().ok()?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// Who may see a row: its owner and admins; catalog events only admins.
+fn visible_to(caller: &AuthUser) -> Condition {
+    if caller.is_admin() {
+        Condition::all()
+    } else {
+        Condition::all().add(event::Column::UserId.eq(caller.id))
+    }
+}
+
+/// Only rows of transactions older than every one still running (PostgreSQL), so a page
+/// never passes a row that a slower transaction is about to commit.
+fn settled(db: &DatabaseConnection) -> Condition {
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        Condition::all().add(Expr::cust(
+            "tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        ))
+    } else {
+        Condition::all()
+    }
+}
+
+/// The default and largest page of `GET /events`.
+const DEFAULT_LIMIT: u64 = 50;
+const MAX_LIMIT: u64 = 100;
+
+/// A page of the log as the caller may see it, oldest first.
+pub async fn page(
+    db: &DatabaseConnection,
+    caller: &AuthUser,
+    query: routes::EventQuery,
+) -> AppResult<routes::EventPage> {
+    let mut errors = FieldErrors::new();
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(cursor) => {
+            let position = Event::position(cursor);
+            if position.is_none() {
+                errors.insert("after".into(), vec!["must be an event id".into()]);
+            }
+            position
+        }
+    };
+    let kinds: Vec<String> = query
+        .kind
+        .as_deref()
+        .map(|raw| raw.split(',').map(str::trim).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let well_formed = |k: &str| {
+        k.split_once('.').is_some_and(|(family, name)| {
+            let word =
+                |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+            word(family) && (name == "*" || word(name))
+        })
+    };
+    if kinds.iter().any(|k| !well_formed(k)) {
+        errors.insert(
+            "type".into(),
+            vec!["must be event types or prefixes such as order.* , separated by commas".into()],
+        );
+    }
+    let order_id = match query.order_id.as_deref().map(Uuid::parse_str) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            errors.insert("orderId".into(), vec!["must be a UUID".into()]);
+            None
+        }
+    };
+    let limit = match query.limit.as_deref().map(str::parse::<u64>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            errors.insert(
+                "limit".into(),
+                vec![format!("must be a whole number from 1 to {MAX_LIMIT}")],
+            );
+            DEFAULT_LIMIT
+        }
+    };
+    if !errors.is_empty() {
+        return Err(AppError::validation(errors));
+    }
+    let mut select = event::Entity::find()
+        .filter(visible_to(caller))
+        .filter(settled(db));
+    if let Some(after) = after {
+        select = select.filter(
+            Condition::any().add(event::Column::Tx.gt(after.tx)).add(
+                Condition::all()
+                    .add(event::Column::Tx.eq(after.tx))
+                    .add(event::Column::Id.gt(after.id)),
+            ),
+        );
+    }
+    if !kinds.is_empty() {
+        let mut any = Condition::any();
+        for kind in &kinds {
+            any = match kind.strip_suffix('*') {
+                Some(prefix) => any.add(event::Column::Kind.starts_with(prefix)),
+                None => any.add(event::Column::Kind.eq(kind.as_str())),
+            };
+        }
+        select = select.filter(any);
+    }
+    if let Some(order_id) = order_id {
+        select = select.filter(event::Column::OrderId.eq(order_id));
+    }
+    let mut rows = select
+        .order_by_asc(event::Column::Tx)
+        .order_by_asc(event::Column::Id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let has_more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let items = rows
+        .into_iter()
+        .map(Event::try_from)
+        .collect::<AppResult<Vec<_>>>()?;
+    let next_cursor = items.last().map(|e| e.id.clone()).or(query.after);
+    Ok(routes::EventPage {
+        items,
+        has_more,
+        next_cursor,
+    })
+}
+
+/// An order's history, oldest first, for its owner or an admin (404 for anyone else).
+pub async fn history(
+    db: &DatabaseConnection,
+    caller: &AuthUser,
+    id: Uuid,
+) -> AppResult<Vec<Event>> {
+    let order = entity::order::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .filter(|o| caller.is_admin() || o.user_id == caller.id)
+        .ok_or_else(|| AppError::not_found("order"))?;
+    event::Entity::find()
+        .filter(event::Column::OrderId.eq(order.id))
+        .order_by_asc(event::Column::Tx)
+        .order_by_asc(event::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Event::try_from)
+        .collect()
+}
+
+/// Deletes events older than `retention`; answers how many.
+pub async fn prune(db: &DatabaseConnection, retention: std::time::Duration) -> AppResult<u64> {
+    let cutoff = crate::clock::now()
+        - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    Ok(event::Entity::delete_many()
+        .filter(event::Column::CreatedAt.lt(cutoff))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 impl TryFrom<event::Model> for Event {

@@ -178,7 +178,9 @@ pub async fn run(
                                 sink.deliver(&event).await;
                             }
                         }
-                        Err(err) => tracing::error!(error = ?err, "event relay: unreadable event skipped"),
+                        Err(err) => {
+                            tracing::error!(error = ?err, "event relay: unreadable event skipped")
+                        }
                     }
                 }
                 delay = if full {

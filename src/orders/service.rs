@@ -7,8 +7,8 @@ use std::{collections::HashSet, sync::Arc};
 
 use entity::{PaymentStatus, order, status};
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -94,12 +94,7 @@ pub async fn place(
             }
         };
         let response = view.response();
-        events::record(
-            &txn,
-            vec![NewEvent::order(&view, Actor::caller(user))],
-            now,
-        )
-        .await?;
+        events::record(&txn, vec![NewEvent::order(&view, Actor::caller(user))], now).await?;
         if let Some((key, ticket)) = &claimed {
             let body =
                 serde_json::to_string(&response).map_err(|e| AppError::Internal(e.into()))?;

@@ -258,7 +258,12 @@ async fn give_up(env: &Environment, view: &OrderView, error: &str) -> AppResult<
         return Ok(false);
     };
     let failed = view.moved(moved);
-    events::record(&txn, NewEvent::order_and_payment(&failed, Actor::WORKER), now).await?;
+    events::record(
+        &txn,
+        NewEvent::order_and_payment(&failed, Actor::WORKER),
+        now,
+    )
+    .await?;
     txn.commit().await?;
     env.notifier.events_written();
     tracing::info!(%error, "payment failed; stock restored");

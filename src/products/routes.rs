@@ -14,8 +14,8 @@ use super::{
 };
 use crate::{
     auth::AuthUser,
-    events::Actor,
     error::{AppResult, Problem},
+    events::Actor,
     extract::{Json, Path, Query},
     pagination::Page,
     state::AppState,
@@ -125,7 +125,9 @@ async fn put_product(
     Json(body): Json<ProductInput>,
 ) -> AppResult<Json<ProductResponse>> {
     user.require_admin()?;
-    Ok(Json(service::update(&catalog(&state), Actor::caller(&user), id, body).await?))
+    Ok(Json(
+        service::update(&catalog(&state), Actor::caller(&user), id, body).await?,
+    ))
 }
 
 /// Change any of a product's fields (ADMIN); the same as `PUT`.
@@ -163,5 +165,7 @@ async fn delete_product(
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<ProductResponse>> {
     user.require_admin()?;
-    Ok(Json(service::delete(&catalog(&state), Actor::caller(&user), id).await?))
+    Ok(Json(
+        service::delete(&catalog(&state), Actor::caller(&user), id).await?,
+    ))
 }

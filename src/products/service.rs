@@ -17,10 +17,10 @@ use crate::{
     auth::AuthUser,
     cache::Cache,
     clock, db,
-    events::{self, Actor, NewEvent},
-    notifier::{Notifier, detached},
     domain::{Money, check_text},
     error::{AppError, AppResult, FieldErrors},
+    events::{self, Actor, NewEvent},
+    notifier::{Notifier, detached},
     pagination::{Page, PageRequest},
 };
 
@@ -303,11 +303,7 @@ pub async fn update(
 
 /// Soft-deletes a product; deleting it again answers the same product unchanged.
 #[tracing::instrument(skip_all, fields(product_id = %id))]
-pub async fn delete(
-    catalog: &Catalog<'_>,
-    actor: Actor,
-    id: Uuid,
-) -> AppResult<ProductResponse> {
+pub async fn delete(catalog: &Catalog<'_>, actor: Actor, id: Uuid) -> AppResult<ProductResponse> {
     let product = product::Entity::find_by_id(id)
         .one(catalog.db)
         .await?

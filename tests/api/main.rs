@@ -9,6 +9,7 @@ mod auth;
 mod cluster;
 mod concurrency;
 mod edges;
+mod events;
 mod idempotency;
 mod orders;
 mod payments;
