@@ -208,9 +208,15 @@ impl Event {
         let (tx, id) = cursor.split_once('-')?;
         let digits = |s: &str| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit());
         (digits(tx) && digits(id)).then_some(())?;
+        // Any 20 digits name a position; one past every row's just reads nothing.
+        let clamp = |s: &str| {
+            s.parse::<u128>()
+                .ok()
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+        };
         Some(relay::Position {
-            tx: tx.parse().ok()?,
-            id: id.parse().ok()?,
+            tx: clamp(tx)?,
+            id: clamp(id)?,
         })
     }
 }
