@@ -78,8 +78,8 @@ async fn work(config: Config) -> anyhow::Result<()> {
              (on the embedded default, `shop serve` runs the workers itself)"
         );
     }
-    // The Socket.IO server is built (its Redis adapter carries the worker's events to the
-    // API instances' sockets) but not served.
+    // A worker serves nothing: its events reach listeners through the log, which every
+    // `shop serve` reads.
     let (state, _realtime) = build_state(config).await?;
     let stop = CancellationToken::new();
     let workers = spawn_workers(worker::Environment::from(&state), &stop);

@@ -120,6 +120,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Realtime)>
         jwt,
         passwords: Arc::new(passwords),
         api_limit,
+        live_events: tokio::sync::broadcast::channel(1024).0,
         clients,
         db,
         config,
@@ -186,7 +187,12 @@ impl Application {
         let relay = tokio::spawn(relay::run(
             self.state.db.clone(),
             self.state.notifier.log(),
-            vec![self.realtime.sink.clone()],
+            vec![
+                self.realtime.sink.clone(),
+                Arc::new(events::stream::LiveSink::new(
+                    self.state.live_events.clone(),
+                )),
+            ],
             stop.clone(),
         ));
         tracing::info!(address = %self.listener.local_addr()?, "shop is listening");

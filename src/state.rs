@@ -32,6 +32,8 @@ pub struct App {
     pub cache: Arc<dyn Cache>,
     /// Failed logins: Redis with `REDIS_URL`, else in this process.
     pub logins: LoginGuard,
+    /// The events this process's relay reads, for its open `GET /events/stream`s.
+    pub live_events: tokio::sync::broadcast::Sender<Arc<crate::events::Event>>,
     /// Who the client is (the peer, or behind trusted proxies the forwarded address).
     pub clients: ClientIp,
     /// The per-address limit on the API; `None` when off.

@@ -5,6 +5,7 @@
 
 pub mod relay;
 pub mod routes;
+pub mod stream;
 
 use chrono::{DateTime, Utc};
 use entity::{OrderStatus, PaymentStatus, event};

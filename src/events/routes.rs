@@ -19,6 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_events))
         .routes(routes!(order_events))
+        .routes(routes!(stream_events))
 }
 
 /// Query of `GET /events`.
@@ -93,4 +94,59 @@ async fn order_events(
     Ok(Json(EventList {
         items: history(&state.db, &user, id).await?,
     }))
+}
+
+/// Query of `GET /events/stream`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// The access token, for clients that cannot send headers (`EventSource`).
+    #[param(max_length = 4096)]
+    #[serde(rename = "access_token")]
+    pub access_token: Option<String>,
+    /// Replay what came after this event first (as the `Last-Event-ID` header does).
+    #[param(max_length = 41, pattern = r"^[0-9]{20}-[0-9]{20}$")]
+    pub last_event_id: Option<String>,
+}
+
+/// The caller's events as they happen (`text/event-stream`): each is `id: <id>`,
+/// `event: <type>`, `data: <event JSON>`. With `Last-Event-ID` (or `?lastEventId=`) what
+/// came after it is replayed first, with no gap and no duplicate at the hand-over. A
+/// comment line every 15 s keeps proxies from closing the stream. Authenticate with
+/// `Authorization: Bearer` or `?access_token=`.
+#[utoipa::path(get, path = "/events/stream", tag = "events",
+    security(("bearer" = [])),
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, max_length = 41, pattern = r"^[0-9]{20}-[0-9]{20}$",
+            description = "Replay what came after this event first"),
+    ),
+    responses(
+        (status = 200, description = "A stream of server-sent events", body = String, content_type = "text/event-stream"),
+    ))]
+async fn stream_events(
+    State(state): State<AppState>,
+    header_user: Option<AuthUser>,
+    Query(query): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
+) -> AppResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+
+    let user = match (header_user, query.access_token.as_deref()) {
+        (Some(user), _) => user,
+        (None, Some(token)) => state.jwt.verify(token)?.into(),
+        (None, None) => {
+            return Err(crate::error::AppError::unauthorized(
+                "Send `Authorization: Bearer <access_token>` or `?access_token=`.",
+            ));
+        }
+    };
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(query.last_event_id);
+    let stream = super::stream::open(&state, user, last)?;
+    Ok(stream.into_response())
 }

@@ -13,6 +13,7 @@ use crate::{
 both_backends!(
     the_log_shows_each_caller_what_it_may_see,
     a_process_killed_after_its_commit_loses_no_event,
+    sse_replays_after_the_last_event_id_then_goes_live,
 );
 
 fn kinds(page: &Value) -> Vec<String> {
@@ -148,4 +149,97 @@ async fn a_process_killed_after_its_commit_loses_no_event(app: TestApp) {
     let heard = ear.until(|e| e["id"] == order["id"]).await;
     assert_eq!(heard.last().unwrap()["status"], "PENDING");
     ear.close().await;
+}
+
+/// Reads server-sent events from a response until `want` have arrived (panics after 20 s).
+async fn read_sse(response: &mut reqwest::Response, want: usize) -> Vec<(String, String, Value)> {
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while events.len() < want {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("events arrive in time")
+            .unwrap()
+            .expect("the stream stays open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let (mut id, mut kind, mut data) = (String::new(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    kind = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            if !id.is_empty() {
+                events.push((id, kind, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+async fn sse_replays_after_the_last_event_id_then_goes_live(app: TestApp) {
+    let admin = app.admin().await;
+    let product = app.product(&admin, "Streamed", "2.00", 10).await;
+    let (client, _) = app.client_user().await;
+    let (stranger, _) = app.client_user().await;
+    app.order(&client, &[(&product, 1)]).await.expect(201);
+    let first = app.get("/events", Some(&client)).await;
+    let first_id = first.expect(200)["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Missed while away: the stranger's order must not show.
+    let missed = app.order(&client, &[(&product, 2)]).await;
+    let missed_id = missed.expect(201)["id"].clone();
+    app.order(&stranger, &[(&product, 1)]).await.expect(201);
+
+    let mut stream = app
+        .client
+        .get(format!("{}/events/stream?access_token={client}", app.base))
+        .header("Last-Event-ID", &first_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let replayed = read_sse(&mut stream, 1).await;
+    assert_eq!(replayed[0].1, "order.created");
+    assert_eq!(replayed[0].2["data"]["id"], missed_id);
+    assert!(replayed[0].0 > first_id);
+    // Then live, with nothing twice.
+    let live = app.order(&client, &[(&product, 3)]).await;
+    let live_id = live.expect(201)["id"].clone();
+    let heard = read_sse(&mut stream, 1).await;
+    assert_eq!(heard[0].1, "order.created");
+    assert_eq!(heard[0].2["data"]["id"], live_id);
+    assert!(heard[0].0 > replayed[0].0);
+
+    // A bad token or cursor is refused before the stream opens.
+    let refused = app
+        .client
+        .get(format!("{}/events/stream?access_token=nope", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let refused = app
+        .client
+        .get(format!("{}/events/stream", app.base))
+        .bearer_auth(&client)
+        .header("Last-Event-ID", "42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
 }
