@@ -6,8 +6,8 @@ use std::{str::FromStr, time::Duration};
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    AccessMode, ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    DbErr, IsolationLevel, SqliteTransactionMode, TransactionOptions, TransactionTrait,
     sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
@@ -69,6 +69,21 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
     })
     .await
+}
+
+/// Begins a read-only transaction whose reads all see one snapshot (PostgreSQL
+/// `REPEATABLE READ`; on SQLite a deferred transaction reads one snapshot in WAL mode), so
+/// a view assembled from several queries never mixes states.
+pub async fn begin_read(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        db.begin_with_config(
+            Some(IsolationLevel::RepeatableRead),
+            Some(AccessMode::ReadOnly),
+        )
+        .await
+    } else {
+        db.begin().await
+    }
 }
 
 /// A cheap round trip, for readiness checks.

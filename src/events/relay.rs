@@ -167,6 +167,20 @@ pub async fn run(
         match reader.after(position, BATCH).await {
             Ok((rows, waiting)) => {
                 let full = rows.len() as u64 == BATCH;
+                // How old the oldest event handed on now was: the log's lag behind its writers.
+                let lag = rows
+                    .iter()
+                    .map(|row| row.created_at)
+                    .min()
+                    .map_or(0.0, |oldest| {
+                        (crate::clock::now() - oldest)
+                            .num_microseconds()
+                            .unwrap_or(0) as f64
+                            / 1e6
+                    });
+                if !rows.is_empty() || !waiting {
+                    metrics::gauge!("event_log_lag_seconds").set(lag.max(0.0));
+                }
                 for row in rows {
                     position = Position {
                         tx: row.tx,

@@ -201,10 +201,12 @@ pub async fn get(db: &DatabaseConnection, caller: &AuthUser, id: Uuid) -> AppRes
 }
 
 /// The order `id` with its lines and payment if the caller may see it; 404 otherwise.
+/// Read in one snapshot, so the order and its payment never show different moments.
 async fn visible(db: &DatabaseConnection, caller: &AuthUser, id: Uuid) -> AppResult<OrderView> {
-    OrderView::load(db, id)
-        .await?
-        .filter(|view| caller.is_admin() || view.order.user_id == caller.id)
+    let snapshot = db::begin_read(db).await?;
+    let view = OrderView::load(&snapshot, id).await?;
+    snapshot.commit().await?;
+    view.filter(|view| caller.is_admin() || view.order.user_id == caller.id)
         .ok_or_else(|| AppError::not_found("order"))
 }
 
@@ -280,7 +282,9 @@ pub async fn list(
     if let Some(status) = status {
         select = select.filter(order::Column::Status.eq(status));
     }
-    let total = select.clone().count(db).await?;
+    // One snapshot for the count and the page, and each order with its payment.
+    let snapshot = db::begin_read(db).await?;
+    let total = select.clone().count(&snapshot).await?;
     let column = match page.order_by {
         OrderSort::CreatedAt => order::Column::CreatedAt,
         OrderSort::UpdatedAt => order::Column::UpdatedAt,
@@ -292,9 +296,10 @@ pub async fn list(
         .order_by(order::Column::Id, direction)
         .offset(page.skip)
         .limit(page.take)
-        .all(db)
+        .all(&snapshot)
         .await?;
-    let views = OrderView::load_many(db, orders).await?;
+    let views = OrderView::load_many(&snapshot, orders).await?;
+    snapshot.commit().await?;
     Ok(Page::new(
         views.iter().map(OrderView::response).collect(),
         &page,

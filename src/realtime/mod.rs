@@ -148,7 +148,9 @@ fn authenticate<A: Adapter>(
     }
 }
 
-/// Nothing to do once connected: the middleware put the socket in its rooms.
+/// Once connected (the middleware put the socket in its rooms): counted while open.
 async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
     tracing::debug!(sid = %socket.id, namespace = socket.ns(), "socket connected");
+    metrics::gauge!("socketio_connections").increment(1.0);
+    socket.on_disconnect(async || metrics::gauge!("socketio_connections").decrement(1.0));
 }

@@ -225,6 +225,17 @@ async fn sse_replays_after_the_last_event_id_then_goes_live(app: TestApp) {
     assert_eq!(heard[0].2["data"]["id"], live_id);
     assert!(heard[0].0 > replayed[0].0);
 
+    // Open streams and the log's lag are measured.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for name in ["sse_connections", "event_log_lag_seconds"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
     // A bad token or cursor is refused before the stream opens.
     let refused = app
         .client
