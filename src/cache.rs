@@ -8,14 +8,14 @@
 //! expire (`CACHE_TTL`). If the cache's backend is down, reads go to the database.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::Duration,
 };
 
 use async_trait::async_trait;
 use fred::{
     clients::Pool,
-    interfaces::KeysInterface,
+    interfaces::{ClientLike, KeysInterface},
     types::{Expiration, scripts::Script},
 };
 
@@ -78,6 +78,10 @@ pub struct RedisCache {
     local: moka::sync::Cache<String, String>,
     version_script: Script,
     bump_script: Script,
+    /// Set while Redis is away or after a write could not bump the version: the next
+    /// version read that reaches Redis bumps first, so nothing cached before a write made
+    /// during the outage is served after it.
+    owes_bump: AtomicBool,
 }
 
 // A missing version (a fresh or flushed Redis) starts at the current time in ms, never at
@@ -109,17 +113,46 @@ impl RedisCache {
                 .build(),
             version_script: Script::from_lua(READ_VERSION),
             bump_script: Script::from_lua(BUMP_VERSION),
+            owes_bump: AtomicBool::new(false),
         }
+    }
+
+    /// A client that is connected now; `None` while Redis is away (the pool reconnects in
+    /// the background), so no caller waits for a command to time out.
+    fn connected(&self) -> Option<&fred::clients::Client> {
+        let client = self.pool.next();
+        client.is_connected().then_some(client)
+    }
+
+    async fn run_bump(&self, client: &fred::clients::Client) -> bool {
+        let now = chrono::Utc::now().timestamp_millis().to_string();
+        let bumped: Result<i64, _> = self
+            .bump_script
+            .evalsha_with_reload(client, vec![self.version_key.clone()], vec![now])
+            .await;
+        if let Err(err) = &bumped {
+            tracing::warn!(error = %err, "could not invalidate the catalog cache; it will be once Redis answers");
+            self.owes_bump.store(true, Ordering::Release);
+        }
+        bumped.is_ok()
     }
 }
 
 #[async_trait]
 impl Cache for RedisCache {
     async fn version(&self) -> Option<u64> {
+        let Some(client) = self.connected() else {
+            // Writes may happen meanwhile without a bump: owe one.
+            self.owes_bump.store(true, Ordering::Release);
+            return None;
+        };
+        if self.owes_bump.swap(false, Ordering::AcqRel) && !self.run_bump(client).await {
+            return None;
+        }
         let now = chrono::Utc::now().timestamp_millis().to_string();
         let read: Result<u64, _> = self
             .version_script
-            .evalsha_with_reload(self.pool.next(), vec![self.version_key.clone()], vec![now])
+            .evalsha_with_reload(client, vec![self.version_key.clone()], vec![now])
             .await;
         match read {
             Ok(version) => Some(version),
@@ -131,14 +164,11 @@ impl Cache for RedisCache {
     }
 
     async fn bump(&self) {
-        let now = chrono::Utc::now().timestamp_millis().to_string();
-        let bumped: Result<i64, _> = self
-            .bump_script
-            .evalsha_with_reload(self.pool.next(), vec![self.version_key.clone()], vec![now])
-            .await;
-        if let Err(err) = bumped {
-            // Entries of the old version then live until their TTL: say so loudly.
-            tracing::warn!(error = %err, "could not invalidate the catalog cache");
+        match self.connected() {
+            Some(client) => {
+                self.run_bump(client).await;
+            }
+            None => self.owes_bump.store(true, Ordering::Release),
         }
     }
 
@@ -147,8 +177,7 @@ impl Cache for RedisCache {
             return Some(hit);
         }
         let shared = self
-            .pool
-            .next()
+            .connected()?
             .get::<Option<String>, _>(format!("{}{key}", self.prefix))
             .await
             .ok()
@@ -160,9 +189,10 @@ impl Cache for RedisCache {
     async fn set(&self, key: &str, value: &str) {
         self.local.insert(key.to_owned(), value.to_owned());
         let expiry = Expiration::PX(self.ttl.as_millis() as i64);
-        let _: Result<(), _> = self
-            .pool
-            .next()
+        let Some(client) = self.connected() else {
+            return;
+        };
+        let _: Result<(), _> = client
             .set(
                 format!("{}{key}", self.prefix),
                 value,

@@ -110,12 +110,12 @@ pub async fn place(
     let view = result?;
     tracing::info!(order_id = %view.order.id, "order placed");
     // The log has the order (before any attempt can write PROCESSING); hand its payment
-    // to the workers.
-    let (task, placed) = (orders.clone(), view.clone());
+    // to the workers. Neither step waits on Redis while it is away: the queue and the
+    // cache skip it at once, and the sweeper queues the payment when Redis returns.
+    let (task, payment_id) = (orders.clone(), view.payment.id);
     detached(async move {
         task.notifier.events_written();
         task.notifier.catalog_changed().await;
-        let payment_id = placed.payment.id;
         if let Err(err) = task.queue.enqueue(payment_id, clock::now()).await {
             tracing::warn!(%payment_id, error = %err, "could not queue the payment; the sweeper will");
         }

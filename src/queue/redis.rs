@@ -156,9 +156,15 @@ impl RedisQueue {
         keys: Vec<&str>,
         args: Vec<String>,
     ) -> Result<R, QueueError> {
+        // While Redis is away (the pool reconnects in the background), fail at once rather
+        // than wait for the command timeout: callers leave the job to the sweeper.
+        let client = self.pool.next();
+        if !client.is_connected() {
+            return Err(QueueError("Redis is not connected".into()));
+        }
         let keys: Vec<String> = keys.into_iter().map(str::to_owned).collect();
         script
-            .evalsha_with_reload(self.pool.next(), keys, args)
+            .evalsha_with_reload(client, keys, args)
             .await
             .map_err(fail)
     }

@@ -113,20 +113,52 @@ async fn payments_resume_when_redis_returns() {
     let admin = app.admin().await;
     let product = app.product(&admin, "Resilient", "3.00", 5).await;
     let (client, _) = app.client_user().await;
+    let mut ear = Listener::connect(app.port, "/orders", Auth::Payload(&client))
+        .await
+        .unwrap();
 
     redis.kill().await.unwrap();
-    let order = app.order(&client, &[(&product, 1)]).await;
-    let id = order.expect(201)["id"].as_str().unwrap().to_owned();
-    assert_eq!(app.stock(&admin, &product).await, 4);
+    // Orders are taken while Redis is away, and their events reach listeners at once:
+    // they come from the database's log, not through Redis.
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let order = app.order(&client, &[(&product, 1)]).await;
+        ids.push(order.expect(201)["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(app.stock(&admin, &product).await, 2);
+    let heard = ear
+        .until(|e| e["id"] == ids[2].as_str() && e["status"] == "PENDING")
+        .await;
+    for id in &ids {
+        assert!(
+            heard
+                .iter()
+                .any(|e| e["id"] == id.as_str() && e["status"] == "PENDING")
+        );
+    }
     app.get("/ready", None)
         .await
         .expect_problem(503, "service_unavailable");
 
+    // Once Redis is back the sweeper queues them, and they are paid and heard.
     let _redis = redis_server(port).expect("redis-server restarts");
     wait_until_listening(port).await;
-    let done = app
-        .wait_for_order(&client, &id, &["COMPLETED", "FAILED"])
-        .await;
-    assert_eq!(done["status"], "COMPLETED");
+    for id in &ids {
+        let done = app
+            .wait_for_order(&client, id, &["COMPLETED", "FAILED"])
+            .await;
+        assert_eq!(done["status"], "COMPLETED");
+    }
+    let mut completed = std::collections::HashSet::new();
+    while completed.len() < ids.len() {
+        let event = ear
+            .next(Duration::from_secs(10))
+            .await
+            .expect("every completion is heard");
+        if event["status"] == "COMPLETED" {
+            completed.insert(event["id"].as_str().unwrap().to_owned());
+        }
+    }
     app.get("/ready", None).await.expect(200);
+    ear.close().await;
 }
