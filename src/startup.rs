@@ -133,6 +133,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     realtime: Realtime,
+    /// Where the relay starts: the log's end before the port was bound.
+    log_end: relay::Position,
 }
 
 impl Application {
@@ -143,6 +145,9 @@ impl Application {
         if !state.config.database.is_postgres() {
             seed::first_run(&state.db, &state.passwords, &state.config).await?;
         }
+        // Read before serving: every event committed once this instance is reachable is
+        // after it, so none slips past the relay while it starts.
+        let log_end = relay::Reader::new(state.db.clone()).end().await?;
         let addr = SocketAddr::new(state.config.host, state.config.port);
         let listener = TcpListener::bind(addr)
             .await
@@ -151,6 +156,7 @@ impl Application {
             listener,
             state,
             realtime,
+            log_end,
         })
     }
 
@@ -186,6 +192,7 @@ impl Application {
             .then(|| spawn_workers(worker::Environment::from(&self.state), &stop));
         let relay = tokio::spawn(relay::run(
             self.state.db.clone(),
+            self.log_end,
             self.state.notifier.log(),
             vec![
                 self.realtime.sink.clone(),

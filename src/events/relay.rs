@@ -114,27 +114,18 @@ impl Reader {
     }
 }
 
-/// Hands the log on to `sinks` until `stop`, starting at its current end. `wake` is
-/// signalled by this process after it commits events.
+/// Hands the log on to `sinks` until `stop`, starting after `start` (the log's end when
+/// the process became ready, so every event committed since reaches its listeners).
+/// `wake` is signalled by this process after it commits events.
 pub async fn run(
     db: DatabaseConnection,
+    start: Position,
     wake: Arc<Notify>,
     sinks: Vec<Arc<dyn Sink>>,
     stop: CancellationToken,
 ) {
     let reader = Reader::new(db.clone());
-    let mut position = loop {
-        match reader.end().await {
-            Ok(position) => break position,
-            Err(err) => {
-                tracing::warn!(error = ?err, "event relay: cannot read the log; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    };
+    let mut position = start;
     let listener = listen(&db).await;
     let notified = Arc::new(Notify::new());
     let forwarding = listener.map(|mut listener| {

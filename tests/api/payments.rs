@@ -199,9 +199,10 @@ async fn a_cancel_racing_the_last_attempt_restores_stock_once(app: TestApp) {
         let path = format!("/orders/{id}/cancel");
         // Give each side a head start in turn (and none at all every third round), so both
         // outcomes of the race happen.
+        // (A head start long enough to hold on a busy two-core machine.)
         let (attempt_delay, cancel_delay) = match round % 3 {
-            0 => (Duration::from_millis(30), Duration::ZERO),
-            1 => (Duration::ZERO, Duration::from_millis(30)),
+            0 => (Duration::from_millis(150), Duration::ZERO),
+            1 => (Duration::ZERO, Duration::from_millis(150)),
             _ => (Duration::ZERO, Duration::ZERO),
         };
         let (attempt, cancel) = tokio::join!(
