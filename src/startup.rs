@@ -101,7 +101,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Realtime)>
         .await
         .context("password hasher set-up failed")??;
     let backends = Backends::connect(&config).await?;
-    let realtime = Realtime::new(jwt.clone());
+    let live_events = tokio::sync::broadcast::channel(1024).0;
+    let realtime = Realtime::new(jwt.clone(), db.clone(), live_events.clone());
     let clients = ClientIp::new(config.trusted_proxies.clone());
     let api_limit = ApiLimiter::new(config.api_rate, &clients);
     let config = Arc::new(config);
@@ -120,7 +121,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Realtime)>
         jwt,
         passwords: Arc::new(passwords),
         api_limit,
-        live_events: tokio::sync::broadcast::channel(1024).0,
+        live_events,
         clients,
         db,
         config,

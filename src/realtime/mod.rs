@@ -19,9 +19,13 @@ use socketioxide::{
 };
 use uuid::Uuid;
 
+use sea_orm::DatabaseConnection;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
 use crate::{
     auth::{AuthUser, JwtKeys, bearer},
-    events::{Event, relay::Sink},
+    events::{self, Event, relay::Sink, routes::EventQuery},
 };
 
 /// The namespace of order events.
@@ -71,11 +75,22 @@ pub struct Realtime {
 }
 
 impl Realtime {
-    /// Namespaces `/orders` and `/payment`, each behind the handshake's authentication.
-    pub fn new(jwt: Arc<JwtKeys>) -> Self {
+    /// Namespaces `/orders` and `/payment`, each behind the handshake's authentication. A
+    /// socket that resumes reads the log (`db`) and this process's relay (`live`) itself.
+    pub fn new(
+        jwt: Arc<JwtKeys>,
+        db: DatabaseConnection,
+        live: broadcast::Sender<Arc<Event>>,
+    ) -> Self {
         let (layer, io) = SocketIo::new_layer();
+        let resumer = Arc::new(Resumer { db, live });
         for namespace in [ORDERS, PAYMENT] {
-            io.ns(namespace, on_connect.with(authenticate(jwt.clone())));
+            let resumer = resumer.clone();
+            let connected = move |socket: SocketRef| {
+                let resumer = resumer.clone();
+                async move { on_connect(socket, resumer).await }
+            };
+            io.ns(namespace, connected.with(authenticate(jwt.clone())));
         }
         Self {
             sink: Arc::new(SocketIoSink { io }),
@@ -91,13 +106,23 @@ impl Realtime {
 
 /// Why a handshake was refused; clients see it as the `connect_error` message.
 #[derive(Debug)]
-struct Unauthorized;
+enum Refused {
+    Unauthorized,
+    BadLastEventId,
+}
 
-impl std::fmt::Display for Unauthorized {
+impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("unauthorized")
+        f.write_str(match self {
+            Self::Unauthorized => "unauthorized",
+            Self::BadLastEventId => "invalid lastEventId",
+        })
     }
 }
+
+/// A socket that asked to resume after an event (`auth.lastEventId`).
+#[derive(Clone, Debug)]
+struct Resume(String);
 
 /// The handshake's token: `auth.token`, else an `Authorization: Bearer` header, else
 /// `?token=`. A bare token or a `Bearer <token>` value is accepted in `auth.token` and the
@@ -120,20 +145,37 @@ fn handshake_token<A: Adapter>(socket: &SocketRef<A>, auth: Option<Value>) -> Op
         .and_then(|Query(query)| query.get("token").map(|raw| token(raw)))
 }
 
-/// The connect middleware: refuses a missing or bad token with `unauthorized`.
+/// The connect middleware: refuses a missing or bad token with `unauthorized`, and a
+/// malformed `auth.lastEventId` with `invalid lastEventId`.
 fn authenticate<A: Adapter>(
     jwt: Arc<JwtKeys>,
-) -> impl FnOnce(SocketRef<A>, TryData<Value>) -> std::future::Ready<Result<(), Unauthorized>>
+) -> impl FnOnce(SocketRef<A>, TryData<Value>) -> std::future::Ready<Result<(), Refused>>
 + Clone
 + Send
 + Sync
 + 'static {
     move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
-        let user = handshake_token(&socket, auth.ok())
+        let auth = auth.ok();
+        let resume = auth
+            .as_ref()
+            .and_then(|a| a.get("lastEventId"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let user = handshake_token(&socket, auth)
             .and_then(|token| jwt.verify(&token).ok())
             .map(AuthUser::from);
-        std::future::ready(match user {
-            Some(user) => {
+        std::future::ready(match (user, resume) {
+            (None, _) => Err(Refused::Unauthorized),
+            (Some(_), Some(last)) if Event::position(&last).is_none() => {
+                Err(Refused::BadLastEventId)
+            }
+            (Some(user), Some(last)) => {
+                // Fed by its own task (replay, then live), never through the rooms.
+                socket.extensions.insert(user);
+                socket.extensions.insert(Resume(last));
+                Ok(())
+            }
+            (Some(user), None) => {
                 // Joined here, before the client is told it is connected, so no event
                 // published right after the handshake can miss it.
                 socket.join(user_room(user.id));
@@ -143,14 +185,91 @@ fn authenticate<A: Adapter>(
                 socket.extensions.insert(user);
                 Ok(())
             }
-            None => Err(Unauthorized),
         })
     }
 }
 
-/// Once connected (the middleware put the socket in its rooms): counted while open.
-async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
+/// What a resuming socket reads: the log, and this process's relay.
+struct Resumer {
+    db: DatabaseConnection,
+    live: broadcast::Sender<Arc<Event>>,
+}
+
+/// Sends a resuming socket the events of its namespace after `last` that its user may
+/// see: the log first, then live ones, skipping any at or before the last one sent (the
+/// subscription comes before the replay, so the hand-over has no gap), until it leaves.
+async fn resume(socket: SocketRef, user: AuthUser, last: String, resumer: Arc<Resumer>) {
+    let prefix = if socket.ns() == ORDERS {
+        "order."
+    } else {
+        "payment."
+    };
+    let mut live = resumer.live.subscribe();
+    let gone = CancellationToken::new();
+    let leaving = gone.clone();
+    socket.on_disconnect(async move || leaving.cancel());
+    let mut sent = last;
+    let replay = async |sent: &mut String| -> bool {
+        loop {
+            let query = EventQuery {
+                after: Some(sent.clone()),
+                kind: Some(format!("{prefix}*")),
+                limit: Some("100".to_owned()),
+                ..EventQuery::default()
+            };
+            let Ok(page) = events::page(&resumer.db, &user, query).await else {
+                return true;
+            };
+            for event in &page.items {
+                if socket.emit(STATUS, &event.data).is_err() {
+                    return false;
+                }
+                *sent = event.id.clone();
+            }
+            if !page.has_more {
+                return true;
+            }
+        }
+    };
+    if !replay(&mut sent).await {
+        return;
+    }
+    loop {
+        let received = tokio::select! {
+            () = gone.cancelled() => return,
+            received = live.recv() => received,
+        };
+        match received {
+            Ok(event) => {
+                let mine = user.is_admin() || event.user_id == Some(user.id);
+                if !mine || !event.kind.starts_with(prefix) || event.id <= sent {
+                    continue;
+                }
+                if socket.emit(STATUS, &event.data).is_err() {
+                    return;
+                }
+                sent = event.id.clone();
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if !replay(&mut sent).await {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Once connected: counted while open; a resuming socket gets its own feed (the others
+/// are in their rooms already).
+async fn on_connect(socket: SocketRef, resumer: Arc<Resumer>) {
     tracing::debug!(sid = %socket.id, namespace = socket.ns(), "socket connected");
     metrics::gauge!("socketio_connections").increment(1.0);
     socket.on_disconnect(async || metrics::gauge!("socketio_connections").decrement(1.0));
+    if let (Some(Resume(last)), Some(user)) = (
+        socket.extensions.get::<Resume>(),
+        socket.extensions.get::<AuthUser>(),
+    ) {
+        tokio::spawn(resume(socket, user, last, resumer));
+    }
 }

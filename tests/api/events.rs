@@ -14,6 +14,7 @@ both_backends!(
     the_log_shows_each_caller_what_it_may_see,
     a_process_killed_after_its_commit_loses_no_event,
     sse_replays_after_the_last_event_id_then_goes_live,
+    socketio_resumes_after_the_last_event_id,
 );
 
 /// `GET /events` (with `query`) as `token` sees it, once it holds at least `want` events:
@@ -269,4 +270,45 @@ async fn sse_replays_after_the_last_event_id_then_goes_live(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(refused.status(), 422);
+}
+
+async fn socketio_resumes_after_the_last_event_id(app: TestApp) {
+    let admin = app.admin().await;
+    let product = app.product(&admin, "Resumed", "2.00", 10).await;
+    let (client, _) = app.client_user().await;
+    let (stranger, _) = app.client_user().await;
+    app.order(&client, &[(&product, 1)]).await.expect(201);
+    let first = events_page(&app, &client, "", 1).await;
+    let first_id = first["items"][0]["id"].as_str().unwrap().to_owned();
+    // Missed while away (and someone else's order, which must not show).
+    let mut missed = Vec::new();
+    for quantity in [2, 3] {
+        let order = app.order(&client, &[(&product, quantity)]).await;
+        missed.push(order.expect(201)["id"].clone());
+    }
+    app.order(&stranger, &[(&product, 1)]).await.expect(201);
+
+    let mut ear = Listener::connect(app.port, "/orders", Auth::Resume(&client, &first_id))
+        .await
+        .unwrap();
+    let live = app.order(&client, &[(&product, 1)]).await;
+    let live_id = live.expect(201)["id"].clone();
+    // The missed events first, in order, then the live one, each once.
+    let mut heard = Vec::new();
+    while heard.len() < 3 {
+        let event = ear
+            .next(Duration::from_secs(10))
+            .await
+            .expect("missed and live events are heard");
+        heard.push(event["id"].clone());
+    }
+    assert_eq!(heard, [missed[0].clone(), missed[1].clone(), live_id]);
+    assert!(
+        ear.next(Duration::from_millis(600)).await.is_none(),
+        "nothing twice"
+    );
+    ear.close().await;
+
+    let refused = Listener::connect(app.port, "/orders", Auth::Resume(&client, "42")).await;
+    assert_eq!(refused.err().as_deref(), Some("invalid lastEventId"));
 }

@@ -19,6 +19,8 @@ pub enum Auth<'a> {
     Header(&'a str),
     /// `?token=<token>`.
     Query(&'a str),
+    /// `auth: {token, lastEventId}`: resume after an event.
+    Resume(&'a str, &'a str),
     None,
 }
 
@@ -49,6 +51,9 @@ impl Listener {
             .reconnect(false);
         match auth {
             Auth::Payload(token) => builder = builder.auth(json!({ "token": token })),
+            Auth::Resume(token, last) => {
+                builder = builder.auth(json!({ "token": token, "lastEventId": last }))
+            }
             Auth::Header(token) => {
                 builder = builder.opening_header("Authorization", format!("Bearer {token}"))
             }
