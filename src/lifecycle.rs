@@ -8,13 +8,18 @@
 //! the same transaction, so stock comes back exactly once. Callers own the transaction
 //! and say what happened after it commits.
 //!
-//! ```text
-//! payment  PENDING ─start─▶ PROCESSING ─succeed─▶ SUCCEEDED
-//!             ▲  ▲             │  │  └─give_up─▶ FAILED ◀─expire_action─┐
-//!             │  └─confirm─┐   │  └─schedule_retry─▶ RETRYING ─start─▶ … │
-//!             │            └───┴─require_action─▶ REQUIRES_ACTION ───────┘
-//!   revive ◀──┴ FAILED     PENDING | RETRYING | REQUIRES_ACTION ─cancel─▶ CANCELLED
-//! ```
+//! | transition | payment from → to | order to | stock |
+//! |---|---|---|---|
+//! | [`place`] | → `PENDING` | `PENDING` | reserved |
+//! | [`start_attempts`] | `PENDING`/`RETRYING` due, or abandoned `PROCESSING` → `PROCESSING` | `PROCESSING` | |
+//! | [`succeed`] | `PROCESSING` (untouched since the start) → `SUCCEEDED` | `COMPLETED` | |
+//! | [`schedule_retry`] | `PROCESSING` (this attempt) → `RETRYING` | | |
+//! | [`require_action`] | `PROCESSING` (this attempt) → `REQUIRES_ACTION` | | |
+//! | [`confirm_action`] | `REQUIRES_ACTION`, not expired → `PENDING` | | |
+//! | [`give_up`] | `PROCESSING` (this attempt) → `FAILED` | `FAILED` | restored |
+//! | [`expire_action`] | `REQUIRES_ACTION`, expired → `FAILED` | `FAILED` | restored |
+//! | [`cancel`] | `PENDING`/`RETRYING`/`REQUIRES_ACTION` → `CANCELLED` | `CANCELLED` | restored |
+//! | [`revive`] | `FAILED` → `PENDING` | `PENDING` | reserved again |
 
 use std::collections::HashMap;
 
@@ -298,17 +303,7 @@ pub async fn give_up<C: ConnectionTrait>(
     error: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Option<Moved>> {
-    let rows = payment::Entity::update_many()
-        .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Failed))
-        .col_expr(
-            payment::Column::LastError,
-            Expr::value(Some(error.to_owned())),
-        )
-        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
-        .filter(owns_attempt(attempt))
-        .exec_with_returning(txn)
-        .await?;
-    end_unpaid(txn, rows, OrderStatus::Failed, now).await
+    fail(txn, owns_attempt(attempt), error, now).await
 }
 
 /// Nobody confirmed in time: a `REQUIRES_ACTION` payment past `actionExpiresAt` fails, its
@@ -319,21 +314,12 @@ pub async fn expire_action<C: ConnectionTrait>(
     payment_id: Uuid,
     now: DateTime<Utc>,
 ) -> AppResult<Option<Moved>> {
-    let rows = payment::Entity::update_many()
-        .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Failed))
-        .col_expr(
-            payment::Column::LastError,
-            Expr::value(Some(
-                "the customer's action was not confirmed in time".to_owned(),
-            )),
-        )
-        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
-        .filter(payment::Column::Id.eq(payment_id))
-        .filter(payment::Column::Status.eq(PaymentStatus::RequiresAction))
-        .filter(payment::Column::ActionExpiresAt.lte(now))
-        .exec_with_returning(txn)
-        .await?;
-    end_unpaid(txn, rows, OrderStatus::Failed, now).await
+    let expired = Condition::all()
+        .add(payment::Column::Id.eq(payment_id))
+        .add(payment::Column::Status.eq(PaymentStatus::RequiresAction))
+        .add(payment::Column::ActionExpiresAt.lte(now));
+    let error = "the customer's action was not confirmed in time";
+    fail(txn, expired, error, now).await
 }
 
 /// Cancels an order whose payment is not in an attempt (`PENDING`, `RETRYING` or
@@ -419,6 +405,27 @@ pub async fn revive<C: ConnectionTrait>(
         .pop()
         .map(Ok)
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("revived payment without its order")))
+}
+
+/// Fails the payment that `guard` matches (if one does) with `error`; its order fails and
+/// its stock comes back.
+async fn fail<C: ConnectionTrait>(
+    txn: &C,
+    guard: Condition,
+    error: &str,
+    now: DateTime<Utc>,
+) -> AppResult<Option<Moved>> {
+    let rows = payment::Entity::update_many()
+        .col_expr(payment::Column::Status, Expr::value(PaymentStatus::Failed))
+        .col_expr(
+            payment::Column::LastError,
+            Expr::value(Some(error.to_owned())),
+        )
+        .col_expr(payment::Column::UpdatedAt, Expr::value(now))
+        .filter(guard)
+        .exec_with_returning(txn)
+        .await?;
+    end_unpaid(txn, rows, OrderStatus::Failed, now).await
 }
 
 /// The guard of an attempt's outcome: the payment is still in this very attempt.
