@@ -201,8 +201,13 @@ async fn dead_jobs_can_be_taken_back(queue: Arc<dyn JobQueue>) {
         [ids[2], ids[1]],
         "newest first"
     );
+    // One dead job is found by its id, with its error.
+    let found = queue.dead_job(ids[0]).await.unwrap().expect("a dead job");
+    assert_eq!((found.id, found.error.as_str()), (ids[0], "error 0"));
+    assert_eq!(queue.dead_job(Uuid::now_v7()).await.unwrap(), None);
     assert!(queue.remove_dead(ids[1]).await.unwrap());
     assert!(!queue.remove_dead(ids[1]).await.unwrap());
+    assert_eq!(queue.dead_job(ids[1]).await.unwrap(), None);
     assert_eq!(queue.counts().await.unwrap().dead, 2);
     assert!(queue.enqueue(ids[1], Utc::now()).await.unwrap());
 }

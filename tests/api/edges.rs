@@ -427,19 +427,7 @@ async fn sigterm_under_load_loses_no_order_and_strands_no_payment(app: TestApp) 
             ("PAYMENT_LATENCY_MS", "150"),
         ],
     );
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if app
-            .client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let base = app.wait_until_serving(port).await;
 
     let place = |i: usize| {
         let (http, base, client, id) =

@@ -15,6 +15,7 @@ both_backends!(
     a_process_killed_after_its_commit_loses_no_event,
     sse_replays_after_the_last_event_id_then_goes_live,
     socketio_resumes_after_the_last_event_id,
+    events_older_than_the_retention_are_pruned,
 );
 
 /// `GET /events` (with `query`) as `token` sees it, once it holds at least `want` events:
@@ -140,19 +141,7 @@ async fn a_process_killed_after_its_commit_loses_no_event(app: TestApp) {
         .unwrap()
         .port();
     let mut doomed = app.process("serve", &[("PORT", &port.to_string())]);
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if app
-            .client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let base = app.wait_until_serving(port).await;
     let placed = app
         .client
         .post(format!("{base}/orders"))
@@ -311,4 +300,43 @@ async fn socketio_resumes_after_the_last_event_id(app: TestApp) {
 
     let refused = Listener::connect(app.port, "/orders", Auth::Resume(&client, "42")).await;
     assert_eq!(refused.err().as_deref(), Some("invalid lastEventId"));
+}
+
+async fn events_older_than_the_retention_are_pruned(app: TestApp) {
+    use entity::event;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    let admin = app.admin().await;
+    let product = app.product(&admin, "Forgotten", "2.00", 10).await;
+    let (client, _) = app.client_user().await;
+    let old = app.order(&client, &[(&product, 1)]).await;
+    let old_id = old.expect(201)["id"].as_str().unwrap().to_owned();
+    let recent = app.order(&client, &[(&product, 1)]).await;
+    let recent_id = recent.expect(201)["id"].as_str().unwrap().to_owned();
+    // The first order's events were written 31 days ago.
+    event::Entity::update_many()
+        .col_expr(
+            event::Column::CreatedAt,
+            Expr::value(chrono::Utc::now() - chrono::Duration::days(31)),
+        )
+        .filter(event::Column::OrderId.eq(uuid::Uuid::parse_str(&old_id).unwrap()))
+        .exec(&app.state.db)
+        .await
+        .unwrap();
+    let pruned = shop::events::prune(&app.state.db, app.state.config.event_retention)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1, "the old order's one event");
+    let history = |id: String| {
+        let app = &app;
+        let client = client.clone();
+        async move {
+            let answer = app
+                .get(&format!("/orders/{id}/events"), Some(&client))
+                .await;
+            answer.expect(200)["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(history(old_id).await, 0);
+    assert_eq!(history(recent_id).await, 1);
 }

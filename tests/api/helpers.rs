@@ -273,6 +273,25 @@ impl TestApp {
             .expect("start a shop process")
     }
 
+    /// Waits until a `shop` process started with [`process`](Self::process) answers on
+    /// `port` (panics after 10 s); returns its base URL.
+    pub async fn wait_until_serving(&self, port: u16) -> String {
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..400 {
+            if self
+                .client
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .is_ok()
+            {
+                return base;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no shop process answered on {port}");
+    }
+
     /// What this instance's payment workers use, for running them (or one attempt) here.
     pub fn worker_env(&self) -> worker::Environment {
         worker::Environment::from(&self.state)
