@@ -279,7 +279,7 @@ pub async fn page(
     if kinds.iter().any(|k| !well_formed(k)) {
         errors.insert(
             "type".into(),
-            vec!["must be event types or prefixes such as order.* , separated by commas".into()],
+            vec!["must be event types or prefixes such as order.*, separated by commas".into()],
         );
     }
     let order_id = match query.order_id.as_deref().map(Uuid::parse_str) {

@@ -119,7 +119,12 @@ pub fn open(
             return;
         }
         loop {
-            match live.recv().await {
+            // A client that hung up ends the stream at once, not at the next event.
+            let received = tokio::select! {
+                () = out.closed() => return,
+                received = live.recv() => received,
+            };
+            match received {
                 Ok(event) => {
                     if !visible(&user, &event)
                         || sent.as_deref().is_some_and(|s| event.id.as_str() <= s)
