@@ -56,6 +56,7 @@ pub struct Config {
     /// How long events are kept in the log.
     pub event_retention: Duration,
     pub payments: PaymentConfig,
+    pub webhooks: WebhookConfig,
     pub redis_key_prefix: String,
     pub redis_pool_size: usize,
     pub log_format: LogFormat,
@@ -103,6 +104,29 @@ impl PaymentConfig {
             base: self.backoff_base,
             max_delay: self.backoff_max,
             max_attempts: u32::from(self.max_attempts),
+        }
+    }
+}
+
+/// How webhook deliveries are sent and retried.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookConfig {
+    /// How long an endpoint has to answer (connecting, sending and reading back).
+    pub timeout: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Attempts a delivery gets before it fails.
+    pub max_attempts: u32,
+    /// Whether endpoints may resolve to loopback, private or link-local addresses.
+    pub allow_private: bool,
+}
+
+impl WebhookConfig {
+    pub fn retry_policy(&self) -> crate::queue::RetryPolicy {
+        crate::queue::RetryPolicy {
+            base: self.backoff_base,
+            max_delay: self.backoff_max,
+            max_attempts: self.max_attempts,
         }
     }
 }
@@ -280,6 +304,17 @@ impl Config {
         let idempotency_ttl = env.duration("IDEMPOTENCY_TTL", DAY, DAY..=30 * DAY);
         let event_retention = env.duration("EVENT_RETENTION", 30 * DAY, HOUR..=3650 * DAY);
         let payments = payment_config(&mut env);
+        let webhooks = WebhookConfig {
+            timeout: env.duration("WEBHOOK_TIMEOUT", 10 * SECOND, Duration::from_millis(10)..=60 * SECOND),
+            backoff_base: env.milliseconds("WEBHOOK_BACKOFF_BASE_MS", 30_000, 1..=3_600_000),
+            backoff_max: env.milliseconds("WEBHOOK_BACKOFF_MAX_MS", 3_600_000, 1..=86_400_000),
+            max_attempts: env.number("WEBHOOK_MAX_ATTEMPTS", 10u32, 1..=50),
+            allow_private: env.parse("WEBHOOK_ALLOW_PRIVATE", false, |raw| match raw {
+                "1" | "true" => Ok(true),
+                "0" | "false" => Ok(false),
+                _ => Err("expected true (endpoints may be on loopback or private networks) or false".into()),
+            }),
+        };
         let redis_key_prefix = env.parse("REDIS_KEY_PREFIX", "shop".to_owned(), |raw| {
             if raw.len() <= 64
                 && raw
@@ -339,6 +374,7 @@ impl Config {
             idempotency_ttl,
             event_retention,
             payments,
+            webhooks,
             redis_key_prefix,
             redis_pool_size,
             log_format,

@@ -116,3 +116,13 @@ impl From<QueryRejection> for AppError {
         AppError::bad_request("invalid_query", rejection.body_text())
     }
 }
+
+/// For `Option<Option<T>>` fields with `#[serde(default, deserialize_with = "present")]`:
+/// absent is `None`, `null` is `Some(None)`, a value is `Some(Some(value))`.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}

@@ -1,16 +1,21 @@
 //! The `shop` command: `shop serve` (the default) runs the API and, unless `WORKERS=0`,
-//! payment workers; `shop worker` runs only payment workers (needs `REDIS_URL`);
+//! payment and webhook workers; `shop worker` runs only those workers (needs `REDIS_URL`);
 //! `shop healthcheck` probes a running instance (for container health checks).
 
 use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
 use shop::{
     config::Config,
+    events::relay,
     payments::worker,
-    startup::{Application, build_state, spawn_workers},
+    startup::{Application, build_state, spawn_webhooks, spawn_workers},
     telemetry,
+    webhooks::dispatch,
 };
+use tokio::sync::Notify;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -79,14 +84,25 @@ async fn work(config: Config) -> anyhow::Result<()> {
         );
     }
     // A worker serves nothing: its events reach listeners through the log, which every
-    // `shop serve` reads.
+    // `shop serve` reads. Its relay only wakes the webhook dispatcher.
     let (state, _realtime) = build_state(config).await?;
     let stop = CancellationToken::new();
+    let start = relay::Reader::new(state.db.clone()).end().await?;
+    let wake = Arc::new(Notify::new());
+    let relay = tokio::spawn(relay::run(
+        state.db.clone(),
+        start,
+        state.notifier.log(),
+        vec![Arc::new(dispatch::Wake(wake.clone()))],
+        stop.clone(),
+    ));
     let workers = spawn_workers(worker::Environment::from(&state), &stop);
+    let webhooks = spawn_webhooks(&state, wake, &stop)?;
     tracing::info!("shop worker running");
     shutdown_signal().await;
     stop.cancel();
-    workers.await;
+    tokio::join!(workers, webhooks);
+    let _ = relay.await;
     tracing::info!("shop worker stopped");
     Ok(())
 }

@@ -31,6 +31,7 @@ use utoipa::{
         (name = "products", description = "The catalog"),
         (name = "orders", description = "Placing, reading and cancelling orders"),
         (name = "events", description = "The event log: every change to an order, a payment or the catalog"),
+        (name = "webhooks", description = "Endpoints that receive events as signed HTTP POSTs, and their delivery log"),
         (name = "admin", description = "The payment queue"),
         (name = "service", description = "Health and readiness"),
     )

@@ -29,6 +29,7 @@ use crate::{
     openapi::ApiDoc,
     orders, payments, products,
     state::AppState,
+    webhooks,
 };
 
 /// The largest request body accepted.
@@ -41,7 +42,8 @@ pub fn router(state: AppState) -> Router {
         .merge(products::routes::router())
         .merge(orders::routes::router())
         .merge(payments::routes::router())
-        .merge(events::routes::router());
+        .merge(events::routes::router())
+        .merge(webhooks::routes::router());
     let api = match &state.api_limit {
         Some(limiter) => limiter.apply(api),
         None => api,

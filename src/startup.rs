@@ -29,6 +29,7 @@ use crate::{
     realtime::Realtime,
     redis_client, router, seed,
     state::{App, AppState},
+    webhooks::{dispatch, sender},
 };
 
 /// How long start-up keeps trying to reach the database or Redis before giving up.
@@ -58,6 +59,7 @@ where
 /// What lives in Redis with `REDIS_URL`, else in this process.
 pub struct Backends {
     pub queue: Arc<dyn JobQueue>,
+    pub webhook_queue: Arc<dyn JobQueue>,
     pub cache: Arc<dyn Cache>,
     pub failures: Arc<dyn FailureCounter>,
 }
@@ -72,12 +74,14 @@ impl Backends {
                 let pool = redis_client::connect(url, config.redis_pool_size).await?;
                 Self {
                     queue: Arc::new(RedisQueue::new(pool.clone(), prefix, "payments")),
+                    webhook_queue: Arc::new(RedisQueue::new(pool.clone(), prefix, "webhooks")),
                     cache: Arc::new(RedisCache::new(pool.clone(), prefix, config.cache_ttl)),
                     failures: Arc::new(RedisFailureCounter::new(pool, prefix)),
                 }
             }
             None => Self {
                 queue: Arc::new(MemoryQueue::new()),
+                webhook_queue: Arc::new(MemoryQueue::new()),
                 cache: Arc::new(MemoryCache::new(config.cache_ttl)),
                 failures: Arc::new(MemoryFailureCounter::default()),
             },
@@ -117,6 +121,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Realtime)>
         notifier,
         logins: LoginGuard::new(config.login, backends.failures),
         queue: backends.queue,
+        webhook_queue: backends.webhook_queue,
         cache: backends.cache,
         jwt,
         passwords: Arc::new(passwords),
@@ -185,22 +190,28 @@ impl Application {
             .api_limit
             .clone()
             .map(|limiter| tokio::spawn(limiter.prune_until(stop.clone())));
-        let workers = self
-            .state
-            .config
-            .payments
-            .workers
-            .then(|| spawn_workers(worker::Environment::from(&self.state), &stop));
+        let mut sinks: Vec<Arc<dyn relay::Sink>> = vec![
+            self.realtime.sink.clone(),
+            Arc::new(events::stream::LiveSink::new(
+                self.state.live_events.clone(),
+            )),
+        ];
+        let workers = if self.state.config.payments.workers {
+            let wake = Arc::new(Notify::new());
+            sinks.push(Arc::new(dispatch::Wake(wake.clone())));
+            let payments = spawn_workers(worker::Environment::from(&self.state), &stop);
+            let webhooks = spawn_webhooks(&self.state, wake, &stop)?;
+            Some(async move {
+                tokio::join!(payments, webhooks);
+            })
+        } else {
+            None
+        };
         let relay = tokio::spawn(relay::run(
             self.state.db.clone(),
             self.log_end,
             self.state.notifier.log(),
-            vec![
-                self.realtime.sink.clone(),
-                Arc::new(events::stream::LiveSink::new(
-                    self.state.live_events.clone(),
-                )),
-            ],
+            sinks,
             stop.clone(),
         ));
         tracing::info!(address = %self.listener.local_addr()?, "shop is listening");
@@ -247,6 +258,39 @@ pub fn spawn_workers(
     async move {
         let _ = tokio::join!(worker, sweeper);
     }
+}
+
+/// Starts what turns the log into webhook deliveries and sends them: the dispatcher (woken
+/// by `wake`), the sender and its sweeper. The returned future ends when all have stopped
+/// after `stop` is cancelled.
+pub fn spawn_webhooks(
+    state: &AppState,
+    wake: Arc<Notify>,
+    stop: &CancellationToken,
+) -> anyhow::Result<impl Future<Output = ()> + use<>> {
+    let sender = Arc::new(
+        sender::Sender::new(
+            state.db.clone(),
+            state.webhook_queue.clone(),
+            state.config.webhooks.clone(),
+        )
+        .context("cannot build the webhook HTTP client")?,
+    );
+    let dispatcher = tokio::spawn(dispatch::run(
+        state.db.clone(),
+        state.webhook_queue.clone(),
+        wake,
+        stop.clone(),
+    ));
+    let sweeper = tokio::spawn(sender::run_sweeper(
+        sender.clone(),
+        state.config.payments.sweep_interval,
+        stop.clone(),
+    ));
+    let sending = tokio::spawn(sender::run(sender, stop.clone()));
+    Ok(async move {
+        let _ = tokio::join!(dispatcher, sweeper, sending);
+    })
 }
 
 /// Deletes expired idempotency keys and events past `EVENT_RETENTION` once an hour until

@@ -24,6 +24,8 @@ pub struct App {
     pub passwords: Arc<PasswordHasher>,
     /// The retry queue: Redis with `REDIS_URL`, else in this process.
     pub queue: Arc<dyn JobQueue>,
+    /// The webhook delivery queue, on the same backend as `queue`.
+    pub webhook_queue: Arc<dyn JobQueue>,
     /// Tells listeners and the catalog cache what committed.
     pub notifier: Notifier,
     /// The order rules, with what they use.

@@ -12,5 +12,7 @@ pub mod payment;
 pub mod product;
 pub mod status;
 pub mod user;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
 
-pub use status::{OrderStatus, PaymentMethod, PaymentStatus, Role};
+pub use status::{DeliveryStatus, OrderStatus, PaymentMethod, PaymentStatus, Role};

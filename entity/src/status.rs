@@ -101,6 +101,37 @@ pub enum Role {
     Admin,
 }
 
+/// Where a webhook delivery stands.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeliveryStatus {
+    /// Not tried yet.
+    #[sea_orm(string_value = "PENDING")]
+    Pending,
+    /// Failed in a way worth retrying; tried again at `nextAttemptAt`.
+    #[sea_orm(string_value = "RETRYING")]
+    Retrying,
+    /// The endpoint answered 2xx.
+    #[sea_orm(string_value = "SUCCEEDED")]
+    Succeeded,
+    /// Refused (a status that is not retried), or out of attempts.
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+}
+
 /// A simulated payment method; it decides how each attempt turns out.
 #[derive(
     Clone,

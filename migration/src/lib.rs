@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_schema;
 mod m20261205_000001_payment_action;
 mod m20261205_000002_event_log;
+mod m20261205_000003_webhooks;
 
 /// Every migration of the shop, in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_schema::Migration),
             Box::new(m20261205_000001_payment_action::Migration),
             Box::new(m20261205_000002_event_log::Migration),
+            Box::new(m20261205_000003_webhooks::Migration),
         ]
     }
 }

@@ -1,11 +1,12 @@
 //! Request and response bodies of the `/products` routes.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
+    extract::present,
     domain::{AmountInput, Money, WholeNumber},
     pagination::{SortField, SortOrder},
 };
@@ -120,15 +121,6 @@ fn price_schema() -> utoipa::openapi::schema::Schema {
             ))
             .build(),
     )
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Query of `GET /products`.

@@ -1,0 +1,468 @@
+//! The sender: takes deliveries off the webhook queue and `POST`s each event, signed, to
+//! its endpoint. A 2xx within `WEBHOOK_TIMEOUT` succeeds; a timeout, a connection error,
+//! 408, 429 or 5xx is retried with exponential backoff and full jitter until
+//! `WEBHOOK_MAX_ATTEMPTS`; anything else fails at once. The `webhook_deliveries` row is
+//! the truth: a job lost or delivered twice is harmless, and the sweeper puts back what
+//! the queue lost.
+//!
+//! One slow or dead endpoint never holds up the others: each delivery runs in its own
+//! task with a bounded time, and an endpoint gets at most [`PER_ENDPOINT`] at once.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use entity::{DeliveryStatus, event, webhook_delivery, webhook_endpoint};
+use hmac::{Hmac, Mac};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
+use sha2::Sha256;
+use tokio::{sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::guard::{self, GuardedResolver, Refused};
+use crate::{clock, config::WebhookConfig, error::AppResult, events::Event, queue::JobQueue};
+
+/// Deliveries in flight per process.
+const CONCURRENCY: usize = 64;
+/// Deliveries in flight per endpoint and process; more wait their turn.
+pub const PER_ENDPOINT: usize = 8;
+/// Most deliveries taken off the queue at once.
+const BATCH: usize = 32;
+/// How long an idle sender waits before looking at the queue again.
+const POLL: Duration = Duration::from_millis(50);
+/// How much of an endpoint's answer is read (and kept in `lastError` when it failed).
+const ANSWER_LIMIT: usize = 1024;
+/// How many deliveries the sweeper looks at per query.
+const SWEEP_PAGE: u64 = 1000;
+/// How long shutdown waits for running deliveries.
+const DRAIN: Duration = Duration::from_secs(15);
+
+/// The lowercase hex form of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `Shop-Signature`: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+pub fn signature(secret: &str, t: i64, body: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body.as_bytes());
+    format!("t={t},v1={}", hex(&mac.finalize().into_bytes()))
+}
+
+/// How one attempt went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered(u16),
+    /// Worth another try: a timeout, a connection error, 408, 429 or 5xx.
+    Retry(Option<u16>, String),
+    /// Not worth another try.
+    Fail(Option<u16>, String),
+}
+
+/// Installs the process's TLS crypto provider (ring) once; the HTTP client needs it.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Sends deliveries; shared by the tasks of one process.
+pub struct Sender {
+    db: DatabaseConnection,
+    queue: Arc<dyn JobQueue>,
+    config: WebhookConfig,
+    client: reqwest::Client,
+    /// Deliveries in flight per endpoint.
+    busy: Mutex<HashMap<Uuid, usize>>,
+}
+
+impl Sender {
+    pub fn new(
+        db: DatabaseConnection,
+        queue: Arc<dyn JobQueue>,
+        config: WebhookConfig,
+    ) -> anyhow::Result<Self> {
+        install_crypto();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .dns_resolver(GuardedResolver {
+                allow_private: config.allow_private,
+            })
+            .user_agent(concat!("shop-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            db,
+            queue,
+            config,
+            client,
+            busy: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// How long a job is held: the longest attempt, with room to record its outcome.
+    fn lease(&self) -> Duration {
+        self.config.timeout * 2 + Duration::from_secs(10)
+    }
+
+    /// Takes a slot of `endpoint`, unless it has [`PER_ENDPOINT`] deliveries in flight.
+    fn claim(self: &Arc<Self>, endpoint: Uuid) -> Option<Slot> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let count = busy.entry(endpoint).or_default();
+        if *count >= PER_ENDPOINT {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            sender: self.clone(),
+            endpoint,
+        })
+    }
+
+    /// `POST`s `body` (the event) to the endpoint, signed with its current secret.
+    pub async fn send(&self, endpoint: &webhook_endpoint::Model, event: &Event, body: String) -> Outcome {
+        let url = match guard::parse(&endpoint.url) {
+            Ok(url) => url,
+            Err(refused) => return Outcome::Fail(None, refused.to_string()),
+        };
+        match guard::check(&url, self.config.allow_private).await {
+            Ok(()) => {}
+            // A name that stops resolving may come back.
+            Err(refused @ Refused::Unresolved(_)) => return Outcome::Retry(None, refused.to_string()),
+            Err(refused) => return Outcome::Fail(None, refused.to_string()),
+        }
+        let signed = signature(&endpoint.secret, clock::now().timestamp(), &body);
+        let sent = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("Shop-Event-Id", &event.id)
+            .header("Shop-Event-Type", &event.kind)
+            .header("Shop-Signature", signed)
+            .body(body)
+            .send()
+            .await;
+        let mut answer = match sent {
+            Ok(answer) => answer,
+            Err(err) if err.is_timeout() => {
+                return Outcome::Retry(
+                    None,
+                    format!("no answer within {}", humantime::format_duration(self.config.timeout)),
+                );
+            }
+            Err(err) => return Outcome::Retry(None, describe(&err.without_url())),
+        };
+        let status = answer.status().as_u16();
+        // A little of the answer, for the delivery log; never more than ANSWER_LIMIT.
+        let mut read = Vec::new();
+        while read.len() < ANSWER_LIMIT {
+            match answer.chunk().await {
+                Ok(Some(chunk)) => read.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        read.truncate(ANSWER_LIMIT);
+        let text = String::from_utf8_lossy(&read).trim().to_owned();
+        let error = if text.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {text}")
+        };
+        match status {
+            200..=299 => Outcome::Delivered(status),
+            408 | 429 | 500..=599 => Outcome::Retry(Some(status), error),
+            300..=399 => Outcome::Fail(Some(status), format!("HTTP {status}: redirects are not followed")),
+            _ => Outcome::Fail(Some(status), error),
+        }
+    }
+
+    /// One attempt of a delivery, if it is due; records the outcome and tells the queue.
+    #[tracing::instrument(skip_all, fields(%delivery_id))]
+    pub async fn attempt(self: &Arc<Self>, delivery_id: Uuid) -> AppResult<()> {
+        let Some(delivery) = webhook_delivery::Entity::find_by_id(delivery_id)
+            .one(&self.db)
+            .await?
+        else {
+            // Its endpoint was deleted.
+            self.ack(delivery_id).await;
+            return Ok(());
+        };
+        if !matches!(delivery.status, DeliveryStatus::Pending | DeliveryStatus::Retrying) {
+            self.ack(delivery_id).await;
+            return Ok(());
+        }
+        let now = clock::now();
+        if let Some(due) = delivery.next_attempt_at.filter(|due| *due > now) {
+            self.later(delivery_id, due).await;
+            return Ok(());
+        }
+        let Some(endpoint) = webhook_endpoint::Entity::find_by_id(delivery.endpoint_id)
+            .one(&self.db)
+            .await?
+        else {
+            self.ack(delivery_id).await;
+            return Ok(());
+        };
+        let Some(_slot) = self.claim(endpoint.id) else {
+            // The endpoint is busy: wait a little, using up no attempt.
+            self.later(delivery_id, now + chrono::Duration::milliseconds(500)).await;
+            return Ok(());
+        };
+        let outcome = if !endpoint.enabled {
+            Outcome::Fail(None, "the endpoint is disabled".into())
+        } else {
+            match event::Entity::find_by_id(delivery.event_id).one(&self.db).await? {
+                None => Outcome::Fail(
+                    None,
+                    "the event is older than EVENT_RETENTION and no longer in the log".into(),
+                ),
+                Some(row) => {
+                    let event = Event::try_from(row)?;
+                    let body = serde_json::to_string(&event)
+                        .map_err(|e| crate::error::AppError::Internal(e.into()))?;
+                    self.send(&endpoint, &event, body).await
+                }
+            }
+        };
+        self.record(&delivery, outcome).await
+    }
+
+    /// Writes the outcome of `delivery`'s next attempt (unless another worker already
+    /// did) and schedules what follows.
+    async fn record(&self, delivery: &webhook_delivery::Model, outcome: Outcome) -> AppResult<()> {
+        let attempts = delivery.attempts + 1;
+        let now = clock::now();
+        let policy = self.config.retry_policy();
+        let attempt = u32::try_from(attempts).unwrap_or(u32::MAX);
+        let (status, code, error, due) = match outcome {
+            Outcome::Delivered(code) => (DeliveryStatus::Succeeded, Some(code), None, None),
+            Outcome::Retry(code, error) if policy.retries_after(attempt) => {
+                let delay = policy.delay(attempt, rand::random());
+                let due = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                (DeliveryStatus::Retrying, code, Some(error), Some(due))
+            }
+            Outcome::Retry(code, error) | Outcome::Fail(code, error) => {
+                (DeliveryStatus::Failed, code, Some(error), None)
+            }
+        };
+        let written = webhook_delivery::Entity::update_many()
+            .col_expr(webhook_delivery::Column::Status, Expr::value(status))
+            .col_expr(webhook_delivery::Column::Attempts, Expr::value(attempts))
+            .col_expr(webhook_delivery::Column::LastStatusCode, Expr::value(code.map(i32::from)))
+            .col_expr(webhook_delivery::Column::LastError, Expr::value(error.clone()))
+            .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(due))
+            .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(now))
+            .filter(webhook_delivery::Column::Id.eq(delivery.id))
+            .filter(webhook_delivery::Column::Attempts.eq(delivery.attempts))
+            .filter(
+                webhook_delivery::Column::Status
+                    .is_in([DeliveryStatus::Pending, DeliveryStatus::Retrying]),
+            )
+            .exec(&self.db)
+            .await?;
+        if written.rows_affected == 0 {
+            // Another worker recorded this attempt (this one's lease ran out).
+            return Ok(());
+        }
+        let outcome = match status {
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Retrying => "retrying",
+            _ => "failed",
+        };
+        metrics::counter!("webhook_deliveries_total", "outcome" => outcome).increment(1);
+        match due {
+            Some(due) => {
+                tracing::info!(endpoint_id = %delivery.endpoint_id, attempt, status_code = ?code, error = ?error, next_attempt_at = %due, "webhook delivery will be retried");
+                self.later(delivery.id, due).await;
+            }
+            None => {
+                tracing::info!(endpoint_id = %delivery.endpoint_id, attempt, status_code = ?code, error = ?error, outcome, "webhook delivery ended");
+                self.ack(delivery.id).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn ack(&self, id: Uuid) {
+        if let Err(err) = self.queue.ack(id).await {
+            tracing::warn!(delivery_id = %id, error = %err, "could not acknowledge a webhook job; it will be delivered again and ignored");
+        }
+    }
+
+    async fn later(&self, id: Uuid, due: DateTime<Utc>) {
+        if let Err(err) = self.queue.retry(id, due).await {
+            tracing::warn!(delivery_id = %id, error = %err, "could not schedule a webhook delivery; the sweeper will");
+        }
+    }
+}
+
+/// A delivery in flight to an endpoint; frees its place when dropped.
+struct Slot {
+    sender: Arc<Sender>,
+    endpoint: Uuid,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut busy = self.sender.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = busy.get_mut(&self.endpoint) {
+            *count -= 1;
+            if *count == 0 {
+                busy.remove(&self.endpoint);
+            }
+        }
+    }
+}
+
+/// An error and its causes, one after another (without the URL, which may carry
+/// credentials).
+fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Works off the webhook queue, up to [`CONCURRENCY`] deliveries at once, until `stop`;
+/// then lets running deliveries finish for a while.
+pub async fn run(sender: Arc<Sender>, stop: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut running = JoinSet::new();
+    loop {
+        while running.try_join_next().is_some() {}
+        let free = permits.available_permits();
+        if free == 0 {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = running.join_next() => continue,
+            }
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        match sender.queue.reserve(free.min(BATCH), sender.lease()).await {
+            Ok(ids) if !ids.is_empty() => {
+                for id in ids {
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let sender = sender.clone();
+                    running.spawn(async move {
+                        if let Err(err) = sender.attempt(id).await {
+                            tracing::warn!(delivery_id = %id, error = ?err, "webhook delivery failed to run; its job returns when the lease expires");
+                        }
+                        drop(permit);
+                    });
+                }
+            }
+            Ok(_) => tokio::select! {
+                () = stop.cancelled() => break,
+                () = sender.queue.wait_for_work(POLL) => {}
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "webhook queue unavailable; retrying in 1s");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+    let drained = tokio::time::timeout(DRAIN, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        running.abort_all();
+    }
+}
+
+/// Puts back in the queue what it lost: expired leases, and deliveries due for a while
+/// but missing from it (Redis was away when they were created or retried).
+pub async fn sweep(sender: &Sender, overdue_after: Duration) -> AppResult<u64> {
+    if let Err(err) = sender.queue.requeue_expired().await {
+        return Err(crate::error::AppError::unavailable(err.to_string()));
+    }
+    let now = clock::now();
+    let overdue = now - chrono::Duration::from_std(overdue_after).unwrap_or(chrono::Duration::MAX);
+    let lost = Condition::all()
+        .add(webhook_delivery::Column::Status.is_in([DeliveryStatus::Pending, DeliveryStatus::Retrying]))
+        .add(webhook_delivery::Column::NextAttemptAt.lte(overdue));
+    let mut after: Option<Uuid> = None;
+    let mut requeued = 0;
+    loop {
+        let mut page = webhook_delivery::Entity::find()
+            .select_only()
+            .column(webhook_delivery::Column::Id)
+            .filter(lost.clone())
+            .order_by_asc(webhook_delivery::Column::Id)
+            .limit(SWEEP_PAGE);
+        if let Some(after) = after {
+            page = page.filter(webhook_delivery::Column::Id.gt(after));
+        }
+        let ids: Vec<Uuid> = page.into_tuple().all(&sender.db).await?;
+        requeued += sender
+            .queue
+            .enqueue_many(&ids, now)
+            .await
+            .map_err(|err| crate::error::AppError::unavailable(err.to_string()))?;
+        if (ids.len() as u64) < SWEEP_PAGE {
+            break;
+        }
+        after = ids.last().copied();
+    }
+    if requeued > 0 {
+        tracing::info!(requeued, "sweeper re-enqueued webhook deliveries missing from the queue");
+    }
+    Ok(requeued)
+}
+
+/// Runs [`sweep`] every `interval` until `stop`.
+pub async fn run_sweeper(sender: Arc<Sender>, interval: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {
+                if let Err(err) = sweep(&sender, interval).await {
+                    tracing::warn!(error = ?err, "webhook sweep failed; trying again next interval");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // Computed independently: Python's hmac.new(b"whsec_test",
+        // b'1700000000.{"id":"1"}', hashlib.sha256).hexdigest().
+        assert_eq!(
+            signature("whsec_test", 1_700_000_000, r#"{"id":"1"}"#),
+            "t=1700000000,v1=11bf4466ea17c3df3fd743af0b435368e16b7a05eb8eced85e8c4670767bdec5"
+        );
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_padded() {
+        assert_eq!(hex(&[0, 1, 0xab, 0xff]), "0001abff");
+    }
+}
