@@ -108,6 +108,7 @@ async fn main() {
     let base = format!("http://127.0.0.1:{port}");
     let orders = env_or("BENCH_ORDERS", 10_000);
     let latency_orders = env_or("BENCH_LATENCY_ORDERS", 1_000);
+    shop::webhooks::sender::install_crypto();
     let http = reqwest::Client::new();
     let mut processes = Processes(vec![spawn(&bin_dir, "serve", &[("WORKERS", "0")])]);
     for _ in 0..200 {

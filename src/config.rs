@@ -305,14 +305,21 @@ impl Config {
         let event_retention = env.duration("EVENT_RETENTION", 30 * DAY, HOUR..=3650 * DAY);
         let payments = payment_config(&mut env);
         let webhooks = WebhookConfig {
-            timeout: env.duration("WEBHOOK_TIMEOUT", 10 * SECOND, Duration::from_millis(10)..=60 * SECOND),
+            timeout: env.duration(
+                "WEBHOOK_TIMEOUT",
+                10 * SECOND,
+                Duration::from_millis(10)..=60 * SECOND,
+            ),
             backoff_base: env.milliseconds("WEBHOOK_BACKOFF_BASE_MS", 30_000, 1..=3_600_000),
             backoff_max: env.milliseconds("WEBHOOK_BACKOFF_MAX_MS", 3_600_000, 1..=86_400_000),
             max_attempts: env.number("WEBHOOK_MAX_ATTEMPTS", 10u32, 1..=50),
             allow_private: env.parse("WEBHOOK_ALLOW_PRIVATE", false, |raw| match raw {
                 "1" | "true" => Ok(true),
                 "0" | "false" => Ok(false),
-                _ => Err("expected true (endpoints may be on loopback or private networks) or false".into()),
+                _ => Err(
+                    "expected true (endpoints may be on loopback or private networks) or false"
+                        .into(),
+                ),
             }),
         };
         let redis_key_prefix = env.parse("REDIS_KEY_PREFIX", "shop".to_owned(), |raw| {

@@ -15,8 +15,8 @@ use shop::{
     telemetry,
     webhooks::dispatch,
 };
-use tokio::sync::Notify;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]

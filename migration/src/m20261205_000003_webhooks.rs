@@ -100,9 +100,18 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in ["webhook_dispatch", "webhook_deliveries", "webhook_endpoints"] {
+        for table in [
+            "webhook_dispatch",
+            "webhook_deliveries",
+            "webhook_endpoints",
+        ] {
             manager
-                .drop_table(Table::drop().table(Alias::new(table)).if_exists().to_owned())
+                .drop_table(
+                    Table::drop()
+                        .table(Alias::new(table))
+                        .if_exists()
+                        .to_owned(),
+                )
                 .await?;
         }
         Ok(())

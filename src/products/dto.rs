@@ -6,8 +6,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::{
-    extract::present,
     domain::{AmountInput, Money, WholeNumber},
+    extract::present,
     pagination::{SortField, SortOrder},
 };
 

@@ -97,21 +97,24 @@ pub async fn round(db: &DatabaseConnection, queue: &dyn JobQueue) -> AppResult<R
                 })
                 .map(move |(endpoint, _)| {
                     let id = Uuid::now_v7();
-                    (id, webhook_delivery::ActiveModel {
-                    id: Set(id),
-                    endpoint_id: Set(endpoint.id),
-                    event_id: Set(row.id),
-                    event_cursor: Set(Event::cursor(row.tx, row.id)),
-                    event_type: Set(row.kind.clone()),
-                    redelivery_of: Set(None),
-                    status: Set(DeliveryStatus::Pending),
-                    attempts: Set(0),
-                    last_status_code: Set(None),
-                    last_error: Set(None),
-                    next_attempt_at: Set(Some(now)),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                })
+                    (
+                        id,
+                        webhook_delivery::ActiveModel {
+                            id: Set(id),
+                            endpoint_id: Set(endpoint.id),
+                            event_id: Set(row.id),
+                            event_cursor: Set(Event::cursor(row.tx, row.id)),
+                            event_type: Set(row.kind.clone()),
+                            redelivery_of: Set(None),
+                            status: Set(DeliveryStatus::Pending),
+                            attempts: Set(0),
+                            last_status_code: Set(None),
+                            last_error: Set(None),
+                            next_attempt_at: Set(Some(now)),
+                            created_at: Set(now),
+                            updated_at: Set(now),
+                        },
+                    )
                 })
         })
         .unzip();

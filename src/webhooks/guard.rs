@@ -169,20 +169,35 @@ mod tests {
     fn only_http_and_https_urls_parse() {
         assert!(parse("https://hooks.example.com/shop").is_ok());
         assert!(parse("http://203.0.113.9:8080/x").is_ok());
-        for bad in ["ftp://example.com", "file:///etc/passwd", "example.com", "http://", ""] {
+        for bad in [
+            "ftp://example.com",
+            "file:///etc/passwd",
+            "example.com",
+            "http://",
+            "",
+        ] {
             assert_eq!(parse(bad), Err(Refused::Malformed), "{bad}");
         }
-        assert_eq!(parse(&format!("https://a.example/{}", "x".repeat(2048))), Err(Refused::Malformed));
+        assert_eq!(
+            parse(&format!("https://a.example/{}", "x".repeat(2048))),
+            Err(Refused::Malformed)
+        );
     }
 
     #[tokio::test]
     async fn loopback_is_refused_unless_allowed() {
         let url = parse("http://127.0.0.1:9/hook").unwrap();
-        assert_eq!(check(&url, false).await, Err(Refused::Private("127.0.0.1".into())));
+        assert_eq!(
+            check(&url, false).await,
+            Err(Refused::Private("127.0.0.1".into()))
+        );
         assert_eq!(check(&url, true).await, Ok(()));
         let v6 = parse("http://[::1]:9/hook").unwrap();
         assert!(matches!(check(&v6, false).await, Err(Refused::Private(_))));
         let name = parse("http://localhost:9/hook").unwrap();
-        assert!(matches!(check(&name, false).await, Err(Refused::Private(_))));
+        assert!(matches!(
+            check(&name, false).await,
+            Err(Refused::Private(_))
+        ));
     }
 }

@@ -61,10 +61,12 @@ const MAX_DESCRIPTION: usize = 500;
 /// Whether an endpoint listening for `patterns` wants an event of type `kind`: a pattern
 /// is a type, a family prefix (`order.*`) or `*` for everything.
 pub fn wants(patterns: &[String], kind: &str) -> bool {
-    patterns.iter().any(|pattern| match pattern.strip_suffix('*') {
-        Some(prefix) => kind.starts_with(prefix),
-        None => pattern == kind,
-    })
+    patterns
+        .iter()
+        .any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => kind.starts_with(prefix),
+            None => pattern == kind,
+        })
 }
 
 /// What the `/webhooks` rules use.
@@ -137,7 +139,11 @@ pub fn patterns(row: &webhook_endpoint::Model) -> AppResult<Vec<String>> {
 pub struct NewEndpoint {
     /// An http(s) URL; unless `WEBHOOK_ALLOW_PRIVATE=true` its host must not resolve to a
     /// loopback, private or link-local address.
-    #[schema(max_length = 2048, pattern = "^https?://", example = "https://hooks.example.com/shop")]
+    #[schema(
+        max_length = 2048,
+        pattern = "^https?://",
+        example = "https://hooks.example.com/shop"
+    )]
     url: String,
     /// 1 to 50 event types (`order.completed`), family prefixes (`order.*`) or `*`.
     #[schema(min_items = 1, max_items = 50, example = json!(["order.*"]))]
@@ -279,7 +285,9 @@ fn check_patterns(patterns: &[String], errors: &mut FieldErrors) -> Vec<String> 
 fn check_description(description: Option<&str>, errors: &mut FieldErrors) -> Option<String> {
     let description = description.map(str::trim).filter(|d| !d.is_empty())?;
     if description.chars().count() > MAX_DESCRIPTION
-        || description.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+        || description
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
     {
         errors.insert(
             "description".into(),
@@ -453,10 +461,7 @@ pub async fn deliveries(
     let has_more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
     let items: Vec<Delivery> = rows.into_iter().map(Delivery::from).collect();
-    let next_cursor = items
-        .last()
-        .map(|d| d.id.to_string())
-        .or(query.after);
+    let next_cursor = items.last().map(|d| d.id.to_string()).or(query.after);
     Ok(DeliveryPage {
         items,
         has_more,
@@ -517,7 +522,10 @@ mod tests {
         let p = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert!(wants(&p(&["order.*"]), "order.created"));
         assert!(!wants(&p(&["order.*"]), "payment.failed"));
-        assert!(wants(&p(&["payment.failed", "product.*"]), "payment.failed"));
+        assert!(wants(
+            &p(&["payment.failed", "product.*"]),
+            "payment.failed"
+        ));
         assert!(!wants(&p(&["payment.failed"]), "payment.failed_x"));
         assert!(wants(&p(&["*"]), "refund.pending"));
         assert!(!wants(&p(&[]), "order.created"));

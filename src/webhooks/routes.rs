@@ -7,8 +7,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    CreatedEndpoint, Delivery, DeliveryPage, DeliveryQuery, Endpoint, EndpointChanges,
-    NewEndpoint, Secret, Webhooks,
+    CreatedEndpoint, Delivery, DeliveryPage, DeliveryQuery, Endpoint, EndpointChanges, NewEndpoint,
+    Secret, Webhooks,
 };
 use crate::{
     auth::AuthUser,
@@ -72,7 +72,10 @@ async fn create_endpoint(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_endpoints(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<EndpointList>> {
+async fn list_endpoints(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> AppResult<Json<EndpointList>> {
     user.require_admin()?;
     Ok(Json(EndpointList {
         items: super::list(&state.db).await?,

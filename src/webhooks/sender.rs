@@ -130,7 +130,12 @@ impl Sender {
     }
 
     /// `POST`s `body` (the event) to the endpoint, signed with its current secret.
-    pub async fn send(&self, endpoint: &webhook_endpoint::Model, event: &Event, body: String) -> Outcome {
+    pub async fn send(
+        &self,
+        endpoint: &webhook_endpoint::Model,
+        event: &Event,
+        body: String,
+    ) -> Outcome {
         let url = match guard::parse(&endpoint.url) {
             Ok(url) => url,
             Err(refused) => return Outcome::Fail(None, refused.to_string()),
@@ -138,7 +143,9 @@ impl Sender {
         match guard::check(&url, self.config.allow_private).await {
             Ok(()) => {}
             // A name that stops resolving may come back.
-            Err(refused @ Refused::Unresolved(_)) => return Outcome::Retry(None, refused.to_string()),
+            Err(refused @ Refused::Unresolved(_)) => {
+                return Outcome::Retry(None, refused.to_string());
+            }
             Err(refused) => return Outcome::Fail(None, refused.to_string()),
         }
         let signed = signature(&endpoint.secret, clock::now().timestamp(), &body);
@@ -157,7 +164,10 @@ impl Sender {
             Err(err) if err.is_timeout() => {
                 return Outcome::Retry(
                     None,
-                    format!("no answer within {}", humantime::format_duration(self.config.timeout)),
+                    format!(
+                        "no answer within {}",
+                        humantime::format_duration(self.config.timeout)
+                    ),
                 );
             }
             Err(err) => return Outcome::Retry(None, describe(&err.without_url())),
@@ -181,7 +191,10 @@ impl Sender {
         match status {
             200..=299 => Outcome::Delivered(status),
             408 | 429 | 500..=599 => Outcome::Retry(Some(status), error),
-            300..=399 => Outcome::Fail(Some(status), format!("HTTP {status}: redirects are not followed")),
+            300..=399 => Outcome::Fail(
+                Some(status),
+                format!("HTTP {status}: redirects are not followed"),
+            ),
             _ => Outcome::Fail(Some(status), error),
         }
     }
@@ -197,7 +210,10 @@ impl Sender {
             self.ack(delivery_id).await;
             return Ok(());
         };
-        if !matches!(delivery.status, DeliveryStatus::Pending | DeliveryStatus::Retrying) {
+        if !matches!(
+            delivery.status,
+            DeliveryStatus::Pending | DeliveryStatus::Retrying
+        ) {
             self.ack(delivery_id).await;
             return Ok(());
         }
@@ -215,13 +231,17 @@ impl Sender {
         };
         let Some(_slot) = self.claim(endpoint.id) else {
             // The endpoint is busy: wait a little, using up no attempt.
-            self.later(delivery_id, now + chrono::Duration::milliseconds(500)).await;
+            self.later(delivery_id, now + chrono::Duration::milliseconds(500))
+                .await;
             return Ok(());
         };
         let outcome = if !endpoint.enabled {
             Outcome::Fail(None, "the endpoint is disabled".into())
         } else {
-            match event::Entity::find_by_id(delivery.event_id).one(&self.db).await? {
+            match event::Entity::find_by_id(delivery.event_id)
+                .one(&self.db)
+                .await?
+            {
                 None => Outcome::Fail(
                     None,
                     "the event is older than EVENT_RETENTION and no longer in the log".into(),
@@ -258,8 +278,14 @@ impl Sender {
         let written = webhook_delivery::Entity::update_many()
             .col_expr(webhook_delivery::Column::Status, Expr::value(status))
             .col_expr(webhook_delivery::Column::Attempts, Expr::value(attempts))
-            .col_expr(webhook_delivery::Column::LastStatusCode, Expr::value(code.map(i32::from)))
-            .col_expr(webhook_delivery::Column::LastError, Expr::value(error.clone()))
+            .col_expr(
+                webhook_delivery::Column::LastStatusCode,
+                Expr::value(code.map(i32::from)),
+            )
+            .col_expr(
+                webhook_delivery::Column::LastError,
+                Expr::value(error.clone()),
+            )
             .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(due))
             .col_expr(webhook_delivery::Column::UpdatedAt, Expr::value(now))
             .filter(webhook_delivery::Column::Id.eq(delivery.id))
@@ -400,7 +426,10 @@ pub async fn sweep(sender: &Sender, overdue_after: Duration) -> AppResult<u64> {
     let now = clock::now();
     let overdue = now - chrono::Duration::from_std(overdue_after).unwrap_or(chrono::Duration::MAX);
     let lost = Condition::all()
-        .add(webhook_delivery::Column::Status.is_in([DeliveryStatus::Pending, DeliveryStatus::Retrying]))
+        .add(
+            webhook_delivery::Column::Status
+                .is_in([DeliveryStatus::Pending, DeliveryStatus::Retrying]),
+        )
         .add(webhook_delivery::Column::NextAttemptAt.lte(overdue));
     let mut after: Option<Uuid> = None;
     let mut requeued = 0;
@@ -426,7 +455,10 @@ pub async fn sweep(sender: &Sender, overdue_after: Duration) -> AppResult<u64> {
         after = ids.last().copied();
     }
     if requeued > 0 {
-        tracing::info!(requeued, "sweeper re-enqueued webhook deliveries missing from the queue");
+        tracing::info!(
+            requeued,
+            "sweeper re-enqueued webhook deliveries missing from the queue"
+        );
     }
     Ok(requeued)
 }

@@ -236,6 +236,7 @@ impl TestApp {
             .expect("application starts");
         let port = app.port();
         let state = app.state().clone();
+        shop::webhooks::sender::install_crypto();
         tokio::spawn(app.run_until_stopped(std::future::pending()));
         TestApp {
             base: format!("http://127.0.0.1:{port}"),

@@ -17,3 +17,4 @@ mod products;
 mod realtime;
 mod service;
 mod socket;
+mod webhooks;
