@@ -124,6 +124,14 @@ pub fn finish(spec: &mut utoipa::openapi::OpenApi) {
     link(spec, "/products", "201", "id", &product_ops);
     let order_ops = ["get_order", "cancel_order", "confirm_payment"];
     link(spec, "/orders", "201", "id", &order_ops);
+    let webhook_ops = [
+        "get_endpoint",
+        "patch_endpoint",
+        "delete_endpoint",
+        "rotate_secret",
+        "list_deliveries",
+    ];
+    link(spec, "/webhooks", "201", "id", &webhook_ops);
 }
 
 /// Puts the [`SHARED`] problem answers under `components/responses`.

@@ -35,6 +35,28 @@ pub const PAYMENT: &str = "/payment";
 /// The event name in both namespaces.
 pub const STATUS: &str = "status";
 const ADMINS: &str = "admins";
+/// Packets that may wait to be written to one connection. A client that lets more pile up
+/// is cut off (see [`cut_off`]) rather than silently missing events.
+const BUFFER: usize = 1024;
+
+/// Takes a socket that cannot keep up (its buffer is full) out of every room, so it is
+/// sent nothing more, and disconnects it as soon as the disconnect packet fits: the client
+/// sees the disconnect, reconnects and resumes after the last event it handled
+/// (`auth.lastEventId`), instead of silently missing the events that did not fit.
+fn cut_off<A: Adapter>(socket: SocketRef<A>) {
+    socket.leave_all();
+    metrics::counter!("socketio_slow_clients_total").increment(1);
+    tracing::warn!(socket = %socket.id, ns = socket.ns(), "a Socket.IO client could not keep up; disconnecting it so that it resumes");
+    tokio::spawn(async move {
+        // Up to a minute; an engine.io ping timeout closes it anyway after that.
+        for _ in 0..1200 {
+            if !socket.connected() || socket.clone().disconnect().is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+}
 
 fn user_room(user: Uuid) -> String {
     format!("user:{user}")
@@ -59,10 +81,13 @@ impl Sink for SocketIoSink {
         let (Some(owner), Some(ns)) = (event.user_id, self.io.of(namespace)) else {
             return;
         };
-        // One emit to the union of both rooms: an admin who owns the order gets it once.
+        // Each socket of the union of both rooms once (an admin who owns the order gets it
+        // once); one that cannot take it is cut off, never skipped.
         let rooms = [user_room(owner), ADMINS.to_owned()];
-        if let Err(err) = ns.to(rooms).emit(STATUS, &event.data).await {
-            tracing::warn!(namespace, error = %err, "could not emit a status event");
+        for socket in ns.to(rooms).sockets() {
+            if socket.emit(STATUS, &event.data).is_err() {
+                cut_off(socket);
+            }
         }
     }
 }
@@ -82,7 +107,7 @@ impl Realtime {
         db: DatabaseConnection,
         live: broadcast::Sender<Arc<Event>>,
     ) -> Self {
-        let (layer, io) = SocketIo::new_layer();
+        let (layer, io) = SocketIo::builder().max_buffer_size(BUFFER).build_layer();
         let resumer = Arc::new(Resumer { db, live });
         for namespace in [ORDERS, PAYMENT] {
             let resumer = resumer.clone();
@@ -222,6 +247,7 @@ async fn resume(socket: SocketRef, user: AuthUser, last: String, resumer: Arc<Re
             };
             for event in &page.items {
                 if socket.emit(STATUS, &event.data).is_err() {
+                    cut_off(socket.clone());
                     return false;
                 }
                 *sent = event.id.clone();
@@ -246,6 +272,7 @@ async fn resume(socket: SocketRef, user: AuthUser, last: String, resumer: Arc<Re
                     continue;
                 }
                 if socket.emit(STATUS, &event.data).is_err() {
+                    cut_off(socket);
                     return;
                 }
                 sent = event.id.clone();

@@ -146,10 +146,13 @@ pub struct NewEndpoint {
     )]
     url: String,
     /// 1 to 50 event types (`order.completed`), family prefixes (`order.*`) or `*`.
-    #[schema(min_items = 1, max_items = 50, example = json!(["order.*"]))]
+    #[schema(schema_with = patterns_schema)]
     events: Vec<String>,
-    /// Up to 500 characters.
-    #[schema(max_length = 500)]
+    /// Up to 500 characters, no control characters but tabs and line breaks.
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+    )]
     description: Option<String>,
     /// Default true.
     enabled: Option<bool>,
@@ -161,13 +164,31 @@ pub struct EndpointChanges {
     #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: Option<String>,
     /// 1 to 50 event types, family prefixes (`order.*`) or `*`.
-    #[schema(min_items = 1, max_items = 50)]
+    #[schema(schema_with = patterns_schema)]
     pub events: Option<Vec<String>>,
-    /// Up to 500 characters; `null` clears it.
+    /// Up to 500 characters, no control characters but tabs and line breaks; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, max_length = 500)]
+    #[schema(value_type = Option<String>, max_length = 500, pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$")]
     pub description: Option<Option<String>>,
     pub enabled: Option<bool>,
+}
+
+/// The schema of an endpoint's `events`: 1 to 50 of the types, family prefixes and `*`.
+fn patterns_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let mut values: Vec<String> = vec!["*".into()];
+    values.extend(FAMILIES.iter().map(|f| format!("{f}.*")));
+    values.extend(TYPES.iter().map(|t| (*t).to_owned()));
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(values)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(MAX_PATTERNS))
+        .examples([serde_json::json!(["order.*", "payment.failed"])])
+        .build()
 }
 
 /// A delivery of one event to one endpoint.
@@ -287,7 +308,7 @@ fn check_description(description: Option<&str>, errors: &mut FieldErrors) -> Opt
     if description.chars().count() > MAX_DESCRIPTION
         || description
             .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
     {
         errors.insert(
             "description".into(),

@@ -6,7 +6,9 @@
 //! the queue lost.
 //!
 //! One slow or dead endpoint never holds up the others: each delivery runs in its own
-//! task with a bounded time, and an endpoint gets at most [`PER_ENDPOINT`] at once.
+//! task with a bounded time; an endpoint gets at most [`PER_ENDPOINT`] sends at once, and
+//! at most [`PER_ENDPOINT_TASKS`] of a process's [`CONCURRENCY`] tasks (sending or waiting
+//! for a send slot); its further deliveries go back to the queue for a second.
 
 use std::{
     collections::HashMap,
@@ -30,11 +32,15 @@ use super::guard::{self, GuardedResolver, Refused};
 use crate::{clock, config::WebhookConfig, error::AppResult, events::Event, queue::JobQueue};
 
 /// Deliveries in flight per process.
-const CONCURRENCY: usize = 64;
-/// Deliveries in flight per endpoint and process; more wait their turn.
-pub const PER_ENDPOINT: usize = 8;
+pub const CONCURRENCY: usize = 128;
+/// Sends to one endpoint at once, per process.
+pub const PER_ENDPOINT: usize = 16;
+/// Tasks one endpoint may hold, per process, sending or waiting for a send slot.
+pub const PER_ENDPOINT_TASKS: usize = 32;
+/// How long a task waits for a send slot before its job goes back to the queue.
+const SLOT_WAIT: Duration = Duration::from_secs(1);
 /// Most deliveries taken off the queue at once.
-const BATCH: usize = 32;
+const BATCH: usize = 64;
 /// How long an idle sender waits before looking at the queue again.
 const POLL: Duration = Duration::from_millis(50);
 /// How much of an endpoint's answer is read (and kept in `lastError` when it failed).
@@ -81,7 +87,7 @@ pub struct Sender {
     config: WebhookConfig,
     client: reqwest::Client,
     /// Deliveries in flight per endpoint.
-    busy: Mutex<HashMap<Uuid, usize>>,
+    lanes: Mutex<HashMap<Uuid, Lane>>,
 }
 
 impl Sender {
@@ -106,7 +112,7 @@ impl Sender {
             queue,
             config,
             client,
-            busy: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -115,18 +121,24 @@ impl Sender {
         self.config.timeout * 2 + Duration::from_secs(10)
     }
 
-    /// Takes a slot of `endpoint`, unless it has [`PER_ENDPOINT`] deliveries in flight.
-    fn claim(self: &Arc<Self>, endpoint: Uuid) -> Option<Slot> {
-        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        let count = busy.entry(endpoint).or_default();
-        if *count >= PER_ENDPOINT {
+    /// Enters `endpoint`'s lane, unless it already holds [`PER_ENDPOINT_TASKS`] tasks.
+    fn enter(self: &Arc<Self>, endpoint: Uuid) -> Option<(Ticket, Arc<Semaphore>)> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let lane = lanes.entry(endpoint).or_insert_with(|| Lane {
+            slots: Arc::new(Semaphore::new(PER_ENDPOINT)),
+            tasks: 0,
+        });
+        if lane.tasks >= PER_ENDPOINT_TASKS {
             return None;
         }
-        *count += 1;
-        Some(Slot {
-            sender: self.clone(),
-            endpoint,
-        })
+        lane.tasks += 1;
+        Some((
+            Ticket {
+                sender: self.clone(),
+                endpoint,
+            },
+            lane.slots.clone(),
+        ))
     }
 
     /// `POST`s `body` (the event) to the endpoint, signed with its current secret.
@@ -202,11 +214,12 @@ impl Sender {
     /// One attempt of a delivery, if it is due; records the outcome and tells the queue.
     #[tracing::instrument(skip_all, fields(%delivery_id))]
     pub async fn attempt(self: &Arc<Self>, delivery_id: Uuid) -> AppResult<()> {
-        let Some(delivery) = webhook_delivery::Entity::find_by_id(delivery_id)
+        let Some((delivery, Some(endpoint))) = webhook_delivery::Entity::find_by_id(delivery_id)
+            .find_also_related(webhook_endpoint::Entity)
             .one(&self.db)
             .await?
         else {
-            // Its endpoint was deleted.
+            // Its endpoint was deleted, and the delivery with it.
             self.ack(delivery_id).await;
             return Ok(());
         };
@@ -222,17 +235,15 @@ impl Sender {
             self.later(delivery_id, due).await;
             return Ok(());
         }
-        let Some(endpoint) = webhook_endpoint::Entity::find_by_id(delivery.endpoint_id)
-            .one(&self.db)
-            .await?
-        else {
-            self.ack(delivery_id).await;
+        // The endpoint's turn; when it is this busy, try again in a second, using up no
+        // attempt.
+        let busy = now + chrono::Duration::seconds(1);
+        let Some((_ticket, slots)) = self.enter(endpoint.id) else {
+            self.later(delivery_id, busy).await;
             return Ok(());
         };
-        let Some(_slot) = self.claim(endpoint.id) else {
-            // The endpoint is busy: wait a little, using up no attempt.
-            self.later(delivery_id, now + chrono::Duration::milliseconds(500))
-                .await;
+        let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await else {
+            self.later(delivery_id, busy).await;
             return Ok(());
         };
         let outcome = if !endpoint.enabled {
@@ -332,19 +343,25 @@ impl Sender {
     }
 }
 
-/// A delivery in flight to an endpoint; frees its place when dropped.
-struct Slot {
+/// One endpoint's share of a process: its send slots, and how many tasks it holds.
+struct Lane {
+    slots: Arc<Semaphore>,
+    tasks: usize,
+}
+
+/// A task in an endpoint's lane; leaves it when dropped.
+struct Ticket {
     sender: Arc<Sender>,
     endpoint: Uuid,
 }
 
-impl Drop for Slot {
+impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut busy = self.sender.busy.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = busy.get_mut(&self.endpoint) {
-            *count -= 1;
-            if *count == 0 {
-                busy.remove(&self.endpoint);
+        let mut lanes = self.sender.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(lane) = lanes.get_mut(&self.endpoint) {
+            lane.tasks -= 1;
+            if lane.tasks == 0 {
+                lanes.remove(&self.endpoint);
             }
         }
     }

@@ -314,7 +314,7 @@ async fn events_older_than_the_retention_are_pruned(app: TestApp) {
     let recent = app.order(&client, &[(&product, 1)]).await;
     let recent_id = recent.expect(201)["id"].as_str().unwrap().to_owned();
     // The first order's events were written 31 days ago.
-    event::Entity::update_many()
+    let aged = event::Entity::update_many()
         .col_expr(
             event::Column::CreatedAt,
             Expr::value(chrono::Utc::now() - chrono::Duration::days(31)),
@@ -323,10 +323,13 @@ async fn events_older_than_the_retention_are_pruned(app: TestApp) {
         .exec(&app.state.db)
         .await
         .unwrap();
+    assert_eq!(aged.rows_affected, 1, "the old order's one event");
     let pruned = shop::events::prune(&app.state.db, app.state.config.event_retention)
         .await
         .unwrap();
-    assert_eq!(pruned, 1, "the old order's one event");
+    // The instance prunes at start and hourly too: on a slow start its own round may be
+    // the one that removed it.
+    assert!(pruned <= 1, "only the old event: {pruned}");
     let history = |id: String| {
         let app = &app;
         let client = client.clone();
