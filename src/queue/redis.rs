@@ -192,7 +192,7 @@ impl JobQueue for RedisQueue {
             added += n.max(0) as u64;
         }
         if added > 0 {
-            self.work.notify_waiters();
+            self.work.notify_one();
         }
         Ok(added)
     }
@@ -239,7 +239,7 @@ impl JobQueue for RedisQueue {
             vec![id.to_string(), millis(due).to_string()],
         )
         .await?;
-        self.work.notify_waiters();
+        self.work.notify_one();
         Ok(())
     }
 
@@ -278,7 +278,7 @@ impl JobQueue for RedisQueue {
             }
         }
         if total > 0 {
-            self.work.notify_waiters();
+            self.work.notify_one();
         }
         Ok(total)
     }
@@ -364,7 +364,9 @@ impl JobQueue for RedisQueue {
     }
 
     async fn wait_for_work(&self, poll: Duration) {
-        // Other processes' enqueues are seen at the next poll; this process's at once.
+        // Other processes' enqueues are seen at the next poll; this process's at once: they
+        // `notify_one`, which leaves a permit when nobody waits yet, so an enqueue between a
+        // worker's empty `reserve` and this wait still wakes it.
         let _ = tokio::time::timeout(poll, self.work.notified()).await;
     }
 

@@ -32,13 +32,13 @@ use super::guard::{self, GuardedResolver, Refused};
 use crate::{clock, config::WebhookConfig, error::AppResult, events::Event, queue::JobQueue};
 
 /// Deliveries in flight per process.
-pub const CONCURRENCY: usize = 128;
+pub const CONCURRENCY: usize = 256;
 /// Sends to one endpoint at once, per process.
 pub const PER_ENDPOINT: usize = 16;
 /// Tasks one endpoint may hold, per process, sending or waiting for a send slot.
-pub const PER_ENDPOINT_TASKS: usize = 32;
+pub const PER_ENDPOINT_TASKS: usize = 64;
 /// How long a task waits for a send slot before its job goes back to the queue.
-const SLOT_WAIT: Duration = Duration::from_secs(1);
+const SLOT_WAIT: Duration = Duration::from_secs(2);
 /// Most deliveries taken off the queue at once.
 const BATCH: usize = 64;
 /// How long an idle sender waits before looking at the queue again.
