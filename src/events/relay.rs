@@ -8,11 +8,14 @@
 //! transaction can never appear behind the cursor. SQLite commits one writer at a time, so
 //! ids alone are in commit order.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use entity::event;
-use sea_orm::{DatabaseBackend, DatabaseConnection, EntityTrait, Statement};
+use sea_orm::{DatabaseBackend, DatabaseConnection, EntityTrait, FromQueryResult, Statement};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +28,10 @@ const POLL: Duration = Duration::from_millis(500);
 const SETTLE: Duration = Duration::from_millis(5);
 /// Most events read at once.
 const BATCH: u64 = 500;
+/// How long events may wait behind an older transaction before the relay says which one.
+const HELD_WARNING: Duration = Duration::from_secs(5);
+/// How often it says so again while they still wait.
+const HELD_REPEAT: Duration = Duration::from_secs(30);
 
 /// A listener of this process: it gets every event of the log once, in order.
 #[async_trait]
@@ -146,6 +153,10 @@ pub async fn run(
     });
     tracing::info!(?position, "event relay started");
     let mut delay = Duration::ZERO;
+    // Since when new events have waited behind an older, still running transaction, and
+    // when that was last reported.
+    let mut held_since: Option<Instant> = None;
+    let mut reported: Option<Instant> = None;
     loop {
         if !delay.is_zero() {
             tokio::select! {
@@ -172,6 +183,19 @@ pub async fn run(
                 if !rows.is_empty() || !waiting {
                     metrics::gauge!("event_log_lag_seconds").set(lag.max(0.0));
                 }
+                if waiting && rows.is_empty() {
+                    let since = *held_since.get_or_insert_with(Instant::now);
+                    metrics::gauge!("event_log_held_seconds").set(since.elapsed().as_secs_f64());
+                    if since.elapsed() >= HELD_WARNING
+                        && reported.is_none_or(|at| at.elapsed() >= HELD_REPEAT)
+                    {
+                        reported = Some(Instant::now());
+                        report_holder(&db, since.elapsed()).await;
+                    }
+                } else if held_since.take().is_some() {
+                    metrics::gauge!("event_log_held_seconds").set(0.0);
+                    reported = None;
+                }
                 for row in rows {
                     position = Position {
                         tx: row.tx,
@@ -191,7 +215,15 @@ pub async fn run(
                 delay = if full {
                     Duration::ZERO
                 } else if waiting {
-                    SETTLE
+                    // Held for long, look less often: a stuck transaction costs a few reads
+                    // a second, not two hundred.
+                    match held_since.map(|since| since.elapsed()) {
+                        Some(held) if held > Duration::from_secs(1) => Duration::from_millis(250),
+                        Some(held) if held > Duration::from_millis(100) => {
+                            Duration::from_millis(50)
+                        }
+                        _ => SETTLE,
+                    }
                 } else {
                     POLL
                 };
@@ -208,6 +240,65 @@ pub async fn run(
     if let Some(forwarding) = forwarding {
         forwarding.abort();
     }
+}
+
+/// The oldest transaction of the PostgreSQL cluster that has written something (or the
+/// oldest prepared one): what holds back every later event.
+#[derive(FromQueryResult)]
+struct Holder {
+    pid: Option<i32>,
+    database: Option<String>,
+    user_name: Option<String>,
+    state: Option<String>,
+    seconds: Option<f64>,
+}
+
+/// Says which transaction has held new events back for `held` (never its query, which
+/// may carry data).
+async fn report_holder(db: &DatabaseConnection, held: Duration) {
+    let backend = db.get_database_backend();
+    let running = Holder::find_by_statement(Statement::from_string(
+        backend,
+        "SELECT pid, datname::text AS database, usename::text AS user_name, state, \
+         EXTRACT(EPOCH FROM now() - xact_start)::float8 AS seconds \
+         FROM pg_stat_activity WHERE backend_xid IS NOT NULL \
+         ORDER BY xact_start LIMIT 1",
+    ))
+    .one(db)
+    .await;
+    let prepared = Holder::find_by_statement(Statement::from_string(
+        backend,
+        "SELECT NULL::int AS pid, database::text AS database, owner::text AS user_name, \
+         'prepared' AS state, EXTRACT(EPOCH FROM now() - prepared)::float8 AS seconds \
+         FROM pg_prepared_xacts ORDER BY prepared LIMIT 1",
+    ))
+    .one(db)
+    .await;
+    let holder = [running, prepared]
+        .into_iter()
+        .filter_map(|found| found.ok().flatten())
+        .max_by(|a, b| {
+            a.seconds
+                .unwrap_or(0.0)
+                .total_cmp(&b.seconds.unwrap_or(0.0))
+        });
+    let holder = holder.unwrap_or(Holder {
+        pid: None,
+        database: None,
+        user_name: None,
+        state: None,
+        seconds: None,
+    });
+    tracing::warn!(
+        held_for = ?held,
+        pid = holder.pid,
+        database = holder.database,
+        user = holder.user_name,
+        state = holder.state,
+        transaction_seconds = holder.seconds,
+        "event relay: new events wait for an older transaction to end (in any database of \
+         this PostgreSQL cluster); listeners hear nothing new until it does"
+    );
 }
 
 /// A `LISTEN` on the log's channel (PostgreSQL only).

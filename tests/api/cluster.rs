@@ -162,3 +162,55 @@ async fn payments_resume_when_redis_returns() {
     app.get("/ready", None).await.expect(200);
     ear.close().await;
 }
+
+/// An event is listed only once every transaction older than its own has ended (so no
+/// reader can pass it and miss it); while one holds the log back, `/metrics` says for how
+/// long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_wait_for_older_transactions_and_the_wait_is_measured() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let Some(app) = TestApp::spawn(Backend::Postgres).await else {
+        return;
+    };
+    let admin = app.admin().await;
+    // An older transaction that has written (it holds a transaction id) and stays open.
+    let other = sea_orm::Database::connect(app.env["DATABASE_URL"].clone())
+        .await
+        .unwrap();
+    let older = other.begin().await.unwrap();
+    older
+        .execute_unprepared("SELECT pg_current_xact_id()")
+        .await
+        .unwrap();
+    app.product(&admin, "Held back", "1.00", 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let page = app.get("/events?type=product.*", Some(&admin)).await;
+    assert_eq!(
+        page.expect(200)["items"],
+        serde_json::json!([]),
+        "held behind the older transaction"
+    );
+    let metrics = app.get("/metrics", None).await;
+    let held: f64 = metrics
+        .body
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("event_log_held_seconds "))
+        .expect("event_log_held_seconds is reported")
+        .parse()
+        .unwrap();
+    assert!(held >= 1.0, "held for {held} s");
+
+    older.rollback().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = app.get("/events?type=product.*", Some(&admin)).await;
+        if page.expect(200)["items"].as_array().unwrap().len() == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never listed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
