@@ -152,6 +152,47 @@ async fn place(
     (started.elapsed(), accepted)
 }
 
+/// The server's `event_relay_delay_seconds` histogram: cumulative counts by upper bound.
+async fn relay_buckets(http: &reqwest::Client, base: &str) -> Vec<(f64, u64)> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("event_relay_delay_seconds_bucket{le=\""))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            Some((
+                le.parse::<f64>().unwrap_or(f64::INFINITY),
+                count.trim().parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The upper bounds (ms) of p50 and p99 of what the histogram gained between two scrapes.
+fn bucket_quantiles(before: &[(f64, u64)], after: &[(f64, u64)]) -> (u64, f64, f64) {
+    let counts: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before.iter().find(|(b, _)| b == le).map_or(0, |(_, n)| *n);
+            (*le, n - was)
+        })
+        .collect();
+    let total = counts.last().map_or(0, |(_, n)| *n);
+    let bound = |q: f64| {
+        counts
+            .iter()
+            .find(|(_, n)| *n as f64 >= q * total as f64)
+            .map_or(f64::NAN, |(le, _)| le * 1000.0)
+    };
+    (total, bound(0.5), bound(0.99))
+}
+
 /// Waits (up to 60 s) until `seen` holds `want` events.
 async fn settle(seen: &Shared, want: usize) {
     let started = Instant::now();
@@ -261,17 +302,22 @@ async fn main() {
         .route("/hook", route_post(receive))
         .with_state(hooks.clone());
     tokio::spawn(async move { axum::serve(receiver, app).await });
-    let created = post(
-        &http,
-        format!("{base}/webhooks"),
-        Some(&admin),
-        json!({"url": hook_url, "events": ["order.*"]}),
-    )
-    .await;
-    assert!(created["secret"].is_string(), "webhook endpoint: {created}");
+    // BENCH_WEBHOOK=0 leaves webhooks out, to see what they cost the other listeners.
+    let webhooks = env_or("BENCH_WEBHOOK", 1) == 1;
+    if webhooks {
+        let created = post(
+            &http,
+            format!("{base}/webhooks"),
+            Some(&admin),
+            json!({"url": hook_url, "events": ["order.*"]}),
+        )
+        .await;
+        assert!(created["secret"].is_string(), "webhook endpoint: {created}");
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // 2. Paced, then saturated. Each order makes three order.* events.
+    let relay_start = relay_buckets(&http, &base).await;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     let mut paced = Vec::new();
     for i in 0..orders {
@@ -284,18 +330,25 @@ async fn main() {
         }));
     }
     futures::future::join_all(paced).await;
-    for seen in [&socket, &sse, &hooks] {
+    let listeners: Vec<&Shared> = if webhooks {
+        vec![&socket, &sse, &hooks]
+    } else {
+        vec![&socket, &sse]
+    };
+    for seen in &listeners {
         settle(seen, orders * 3).await;
     }
+    let relay_paced = relay_buckets(&http, &base).await;
     let marks: Vec<usize> = [&socket, &sse, &hooks]
         .iter()
         .map(|s| s.lock().unwrap().delays.len())
         .collect();
     let (took, _) = place(&http, &base, &client, &products, orders, 16).await;
     let saturated_rate = orders as f64 / took.as_secs_f64();
-    for seen in [&socket, &sse, &hooks] {
+    for seen in &listeners {
         settle(seen, orders * 6).await;
     }
+    let relay_saturated = relay_buckets(&http, &base).await;
     let ends: Vec<usize> = [&socket, &sse, &hooks]
         .iter()
         .map(|s| s.lock().unwrap().delays.len())
@@ -332,13 +385,24 @@ async fn main() {
     let total = (orders * 2 + up_ok + down_ok) * 3;
     let back = Instant::now();
     settle(&socket, total).await;
-    settle(&hooks, total).await;
+    if webhooks {
+        settle(&hooks, total).await;
+    }
     let caught_up = back.elapsed();
     let _ = listener.disconnect().await;
 
     println!();
     println!("| figure | value |");
     println!("|---|---|");
+    for (label, before, after) in [
+        (format!("{rate} orders/s"), &relay_start, &relay_paced),
+        ("saturation".to_owned(), &relay_paced, &relay_saturated),
+    ] {
+        let (n, p50, p99) = bucket_quantiles(before, after);
+        println!(
+            "| change → the server's relay, {label} ({n} events, every type) | p50 ≤ {p50} ms, p99 ≤ {p99} ms (histogram bucket bounds) |"
+        );
+    }
     for (label, from) in [
         (format!("{rate} orders/s"), None),
         ("saturation".to_owned(), Some(())),

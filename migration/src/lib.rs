@@ -9,6 +9,7 @@ mod m20261121_000001_create_schema;
 mod m20261205_000001_payment_action;
 mod m20261205_000002_event_log;
 mod m20261205_000003_webhooks;
+mod m20261205_000004_event_notify;
 
 /// Every migration of the shop, in order.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_payment_action::Migration),
             Box::new(m20261205_000002_event_log::Migration),
             Box::new(m20261205_000003_webhooks::Migration),
+            Box::new(m20261205_000004_event_notify::Migration),
         ]
     }
 }

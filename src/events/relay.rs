@@ -196,11 +196,16 @@ pub async fn run(
                     metrics::gauge!("event_log_held_seconds").set(0.0);
                     reported = None;
                 }
+                let now = crate::clock::now();
                 for row in rows {
                     position = Position {
                         tx: row.tx,
                         id: row.id,
                     };
+                    // From the change (its transaction's clock) to this relay handing it on.
+                    let delay = (now - row.created_at).num_microseconds().unwrap_or(0);
+                    metrics::histogram!("event_relay_delay_seconds")
+                        .record((delay.max(0) as f64) / 1e6);
                     match Event::try_from(row) {
                         Ok(event) => {
                             for sink in &sinks {
@@ -218,10 +223,8 @@ pub async fn run(
                     // Held for long, look less often: a stuck transaction costs a few reads
                     // a second, not two hundred.
                     match held_since.map(|since| since.elapsed()) {
-                        Some(held) if held > Duration::from_secs(1) => Duration::from_millis(250),
-                        Some(held) if held > Duration::from_millis(100) => {
-                            Duration::from_millis(50)
-                        }
+                        Some(held) if held > Duration::from_secs(10) => Duration::from_millis(250),
+                        Some(held) if held > Duration::from_secs(1) => Duration::from_millis(50),
                         _ => SETTLE,
                     }
                 } else {

@@ -211,58 +211,88 @@ impl Sender {
         }
     }
 
-    /// One attempt of a delivery, if it is due; records the outcome and tells the queue.
-    #[tracing::instrument(skip_all, fields(%delivery_id))]
-    pub async fn attempt(self: &Arc<Self>, delivery_id: Uuid) -> AppResult<()> {
-        let Some((delivery, Some(endpoint))) = webhook_delivery::Entity::find_by_id(delivery_id)
+    /// Loads the deliveries of a reserved batch with their endpoints and events (two
+    /// queries for the batch); answers those due now. The others are dealt with here:
+    /// ended or gone (acknowledged) and early (put back for their time).
+    pub async fn load(&self, ids: &[Uuid]) -> AppResult<Vec<Due>> {
+        let rows = webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::Id.is_in(ids.iter().copied()))
             .find_also_related(webhook_endpoint::Entity)
-            .one(&self.db)
+            .all(&self.db)
+            .await?;
+        let event_ids: Vec<i64> = rows.iter().map(|(d, _)| d.event_id).collect();
+        let events: HashMap<i64, event::Model> = event::Entity::find()
+            .filter(event::Column::Id.is_in(event_ids))
+            .all(&self.db)
             .await?
-        else {
-            // Its endpoint was deleted, and the delivery with it.
-            self.ack(delivery_id).await;
-            return Ok(());
-        };
-        if !matches!(
-            delivery.status,
-            DeliveryStatus::Pending | DeliveryStatus::Retrying
-        ) {
-            self.ack(delivery_id).await;
-            return Ok(());
-        }
+            .into_iter()
+            .map(|row| (row.id, row))
+            .collect();
         let now = clock::now();
-        if let Some(due) = delivery.next_attempt_at.filter(|due| *due > now) {
-            self.later(delivery_id, due).await;
-            return Ok(());
+        let mut due = Vec::new();
+        let mut found = std::collections::HashSet::new();
+        for (delivery, endpoint) in rows {
+            found.insert(delivery.id);
+            let Some(endpoint) = endpoint else {
+                self.ack(delivery.id).await;
+                continue;
+            };
+            if !matches!(
+                delivery.status,
+                DeliveryStatus::Pending | DeliveryStatus::Retrying
+            ) {
+                self.ack(delivery.id).await;
+                continue;
+            }
+            if let Some(at) = delivery.next_attempt_at.filter(|at| *at > now) {
+                self.later(delivery.id, at).await;
+                continue;
+            }
+            // Several deliveries of one batch may carry the same event.
+            let event = events.get(&delivery.event_id).cloned();
+            due.push(Due {
+                delivery,
+                endpoint,
+                event,
+            });
         }
+        for id in ids.iter().filter(|id| !found.contains(id)) {
+            // Its endpoint was deleted, and the delivery with it.
+            self.ack(*id).await;
+        }
+        Ok(due)
+    }
+
+    /// One attempt of a loaded delivery; records the outcome and tells the queue.
+    #[tracing::instrument(skip_all, fields(delivery_id = %due.delivery.id))]
+    pub async fn attempt(self: &Arc<Self>, due: Due) -> AppResult<()> {
+        let Due {
+            delivery,
+            endpoint,
+            event,
+        } = due;
         // The endpoint's turn; when it is this busy, try again in a second, using up no
         // attempt.
-        let busy = now + chrono::Duration::seconds(1);
+        let busy = clock::now() + chrono::Duration::seconds(1);
         let Some((_ticket, slots)) = self.enter(endpoint.id) else {
-            self.later(delivery_id, busy).await;
+            self.later(delivery.id, busy).await;
             return Ok(());
         };
         let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await else {
-            self.later(delivery_id, busy).await;
+            self.later(delivery.id, busy).await;
             return Ok(());
         };
-        let outcome = if !endpoint.enabled {
-            Outcome::Fail(None, "the endpoint is disabled".into())
-        } else {
-            match event::Entity::find_by_id(delivery.event_id)
-                .one(&self.db)
-                .await?
-            {
-                None => Outcome::Fail(
-                    None,
-                    "the event is older than EVENT_RETENTION and no longer in the log".into(),
-                ),
-                Some(row) => {
-                    let event = Event::try_from(row)?;
-                    let body = serde_json::to_string(&event)
-                        .map_err(|e| crate::error::AppError::Internal(e.into()))?;
-                    self.send(&endpoint, &event, body).await
-                }
+        let outcome = match (endpoint.enabled, event) {
+            (false, _) => Outcome::Fail(None, "the endpoint is disabled".into()),
+            (true, None) => Outcome::Fail(
+                None,
+                "the event is older than EVENT_RETENTION and no longer in the log".into(),
+            ),
+            (true, Some(row)) => {
+                let event = Event::try_from(row)?;
+                let body = serde_json::to_string(&event)
+                    .map_err(|e| crate::error::AppError::Internal(e.into()))?;
+                self.send(&endpoint, &event, body).await
             }
         };
         self.record(&delivery, outcome).await
@@ -343,6 +373,14 @@ impl Sender {
     }
 }
 
+/// A delivery due now, with what sending it needs.
+pub struct Due {
+    pub delivery: webhook_delivery::Model,
+    pub endpoint: webhook_endpoint::Model,
+    /// `None` when the event is past `EVENT_RETENTION`.
+    pub event: Option<event::Model>,
+}
+
 /// One endpoint's share of a process: its send slots, and how many tasks it holds.
 struct Lane {
     slots: Arc<Semaphore>,
@@ -399,13 +437,21 @@ pub async fn run(sender: Arc<Sender>, stop: CancellationToken) {
         }
         match sender.queue.reserve(free.min(BATCH), sender.lease()).await {
             Ok(ids) if !ids.is_empty() => {
-                for id in ids {
+                let batch = match sender.load(&ids).await {
+                    Ok(batch) => batch,
+                    Err(err) => {
+                        tracing::warn!(jobs = ids.len(), error = ?err, "webhook deliveries could not be loaded; their jobs return when the leases expire");
+                        continue;
+                    }
+                };
+                for due in batch {
                     let Ok(permit) = permits.clone().acquire_owned().await else {
                         break;
                     };
                     let sender = sender.clone();
                     running.spawn(async move {
-                        if let Err(err) = sender.attempt(id).await {
+                        let id = due.delivery.id;
+                        if let Err(err) = sender.attempt(due).await {
                             tracing::warn!(delivery_id = %id, error = ?err, "webhook delivery failed to run; its job returns when the lease expires");
                         }
                         drop(permit);
