@@ -132,6 +132,68 @@ pub fn finish(spec: &mut utoipa::openapi::OpenApi) {
         "list_deliveries",
     ];
     link(spec, "/webhooks", "201", "id", &webhook_ops);
+    describe_webhook(spec);
+}
+
+/// The request every webhook endpoint receives, under the document's `webhooks`.
+fn describe_webhook(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{
+        HttpMethod, PathItem, PathsBuilder, Ref, Required,
+        content::Content,
+        path::{OperationBuilder, ParameterBuilder, ParameterIn},
+        request_body::RequestBodyBuilder,
+        response::Response,
+        schema::{ObjectBuilder, Type},
+    };
+
+    let header = |name: &str, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::True)
+            .description(Some(description))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build()
+    };
+    let operation = OperationBuilder::new()
+        .operation_id(Some("webhook_event"))
+        .tag("webhooks")
+        .summary(Some("An event, POSTed to each endpoint that wants it"))
+        .description(Some(
+            "Sent for every event an endpoint's `events` match, at least once: dedupe by \
+             `Shop-Event-Id`; order between events is not promised. Verify \
+             `Shop-Signature` with the endpoint's secret: `v1` is the hex HMAC-SHA256 of \
+             `<t>.<body>`, and `t` (unix seconds) should be recent.",
+        ))
+        .parameter(header("Shop-Event-Id", "The event's `id`"))
+        .parameter(header("Shop-Event-Type", "The event's `type`"))
+        .parameter(header(
+            "Shop-Signature",
+            "`t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>`",
+        ))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("Event"))),
+                )
+                .required(Some(Required::True))
+                .build(),
+        ))
+        .response(
+            "2XX",
+            Response::new(
+                "Received. A timeout (`WEBHOOK_TIMEOUT`), a connection error, 408, 429 or \
+                 5xx is retried with exponential backoff and full jitter; any other answer \
+                 fails the delivery at once.",
+            ),
+        )
+        .build();
+    spec.webhooks = Some(
+        PathsBuilder::new()
+            .path("event", PathItem::new(HttpMethod::Post, operation))
+            .build(),
+    );
 }
 
 /// Puts the [`SHARED`] problem answers under `components/responses`.

@@ -45,6 +45,17 @@ async fn openapi_describes_every_route(app: TestApp) {
         ("/health", &["get"]),
         ("/ready", &["get"]),
         ("/metrics", &["get"]),
+        ("/events", &["get"]),
+        ("/events/stream", &["get"]),
+        ("/orders/{id}/events", &["get"]),
+        ("/webhooks", &["get", "post"]),
+        ("/webhooks/{id}", &["get", "patch", "delete"]),
+        ("/webhooks/{id}/rotate-secret", &["post"]),
+        ("/webhooks/{id}/deliveries", &["get"]),
+        (
+            "/webhooks/{id}/deliveries/{deliveryId}/redeliver",
+            &["post"],
+        ),
     ] {
         for method in methods {
             assert!(
@@ -53,6 +64,22 @@ async fn openapi_describes_every_route(app: TestApp) {
             );
         }
     }
+    // What a webhook endpoint receives: the event, with its signature headers.
+    let delivery = &spec["webhooks"]["event"]["post"];
+    assert_eq!(
+        delivery["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/Event"
+    );
+    let headers: Vec<&str> = delivery["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        headers,
+        ["Shop-Event-Id", "Shop-Event-Type", "Shop-Signature"]
+    );
     // Every status an operation can answer is listed.
     let statuses = |path: &str, method: &str| -> Vec<String> {
         paths[path][method]["responses"]

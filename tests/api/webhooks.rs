@@ -28,6 +28,7 @@ both_backends!(
     urls_and_event_types_are_checked,
     redelivery_repeats_the_event_and_rotation_changes_the_key,
     two_instances_deliver_each_event_once,
+    a_name_that_resolves_inside_is_refused_when_sending,
 );
 
 /// One request a receiver got.
@@ -579,4 +580,27 @@ async fn two_instances_deliver_each_event_once(app: TestApp) {
     ids.dedup();
     assert_eq!(ids.len(), names.len(), "each event once: {got:#?}");
     assert_eq!(got.len(), names.len(), "and nothing twice");
+}
+
+/// A URL saved where private addresses were allowed, sent from where they are not: the
+/// sender checks again and fails the delivery at once, sending nothing.
+async fn a_name_that_resolves_inside_is_refused_when_sending(app: TestApp) {
+    let admin = app.admin().await;
+    let (receiver, url) = Receiver::start(&[]).await;
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let open = app.sibling(&[("WEBHOOK_ALLOW_PRIVATE", "true")]).await;
+    let (id, _) = endpoint(&open, &admin, &by_name, json!(["product.created"])).await;
+    let strict = app.sibling(&[("WORKERS", "1")]).await;
+    app.product(&admin, "Not for localhost", "1.00", 1).await;
+    let refused = ended(&strict, &admin, &id, 1).await;
+    assert_eq!(refused[0]["status"], "FAILED");
+    assert_eq!(refused[0]["attempts"], 1, "not retried");
+    assert!(
+        refused[0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("loopback, private or link-local"),
+        "{refused:#?}"
+    );
+    assert!(receiver.got().is_empty(), "nothing was sent");
 }
