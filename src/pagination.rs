@@ -1,4 +1,5 @@
-//! The one pagination type: `skip` / `take` / `orderBy` / `order` in, `Page` out.
+//! The one pagination type: `skip` / `take` / `orderBy` / `order` in, `Page` out; and the
+//! `limit` of the logs that page by cursor (events, deliveries).
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -130,6 +131,45 @@ impl<T> Page<T> {
             items,
             has_next_page,
             total_count,
+        }
+    }
+}
+
+/// The default page of a log that pages by cursor (`?after=&limit=`).
+pub const CURSOR_DEFAULT_LIMIT: u64 = 50;
+/// The largest page of a log that pages by cursor.
+pub const CURSOR_MAX_LIMIT: u64 = 100;
+
+/// A cursor page's `limit` (1..=100, default 50); a bad one is recorded under `limit`.
+pub fn cursor_limit(raw: Option<&str>, errors: &mut FieldErrors) -> u64 {
+    match raw.map(str::parse::<u64>) {
+        None => CURSOR_DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=CURSOR_MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            errors.insert(
+                "limit".into(),
+                vec![format!(
+                    "must be a whole number from 1 to {CURSOR_MAX_LIMIT}"
+                )],
+            );
+            CURSOR_DEFAULT_LIMIT
+        }
+    }
+}
+
+/// An optional UUID query parameter; a malformed one is recorded under `field`.
+pub fn optional_uuid(
+    raw: Option<&str>,
+    field: &str,
+    message: &str,
+    errors: &mut FieldErrors,
+) -> Option<uuid::Uuid> {
+    match raw.map(uuid::Uuid::parse_str) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            errors.insert(field.into(), vec![message.into()]);
+            None
         }
     }
 }

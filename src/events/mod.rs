@@ -22,6 +22,7 @@ use crate::{
     auth::AuthUser,
     error::{AppError, AppResult, FieldErrors},
     orders::view::OrderView,
+    pagination::{cursor_limit, optional_uuid},
 };
 
 /// The PostgreSQL channel that says the log grew (sent at commit).
@@ -240,10 +241,6 @@ fn settled(db: &DatabaseConnection) -> Condition {
     }
 }
 
-/// The default and largest page of `GET /events`.
-const DEFAULT_LIMIT: u64 = 50;
-const MAX_LIMIT: u64 = 100;
-
 /// A page of the log as the caller may see it, oldest first.
 pub async fn page(
     db: &DatabaseConnection,
@@ -279,25 +276,13 @@ pub async fn page(
             vec!["must be event types or prefixes such as order.*, separated by commas".into()],
         );
     }
-    let order_id = match query.order_id.as_deref().map(Uuid::parse_str) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            errors.insert("orderId".into(), vec!["must be a UUID".into()]);
-            None
-        }
-    };
-    let limit = match query.limit.as_deref().map(str::parse::<u64>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            errors.insert(
-                "limit".into(),
-                vec![format!("must be a whole number from 1 to {MAX_LIMIT}")],
-            );
-            DEFAULT_LIMIT
-        }
-    };
+    let order_id = optional_uuid(
+        query.order_id.as_deref(),
+        "orderId",
+        "must be a UUID",
+        &mut errors,
+    );
+    let limit = cursor_limit(query.limit.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(AppError::validation(errors));
     }

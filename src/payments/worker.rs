@@ -7,9 +7,7 @@ use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use entity::{PaymentMethod, PaymentStatus, order, payment};
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -32,8 +30,6 @@ use crate::{
 const POLL: Duration = Duration::from_millis(50);
 /// Most payments one task attempts together.
 const BATCH: usize = 16;
-/// How many payments the sweeper looks at per query.
-const SWEEP_PAGE: u64 = 1000;
 /// How long shutdown waits for running attempts before leaving them to lease expiry.
 const DRAIN: Duration = Duration::from_secs(20);
 
@@ -440,30 +436,14 @@ pub async fn sweep(env: &Environment) -> AppResult<u64> {
                 .add(payment::Column::Status.eq(PaymentStatus::Processing))
                 .add(payment::Column::UpdatedAt.lt(now - to_chrono(config.lease))),
         );
-    // Page through by id, so a backlog larger than a page still gets looked at whole.
-    let mut after: Option<Uuid> = None;
-    let mut requeued = 0;
-    loop {
-        let mut page = payment::Entity::find()
-            .select_only()
-            .column(payment::Column::Id)
-            .filter(lost.clone())
-            .order_by_asc(payment::Column::Id)
-            .limit(SWEEP_PAGE);
-        if let Some(after) = after {
-            page = page.filter(payment::Column::Id.gt(after));
-        }
-        let ids: Vec<Uuid> = page.into_tuple().all(&env.db).await?;
-        requeued += env
-            .queue
-            .enqueue_many(&ids, now)
-            .await
-            .map_err(|err| AppError::unavailable(err.to_string()))?;
-        if (ids.len() as u64) < SWEEP_PAGE {
-            break;
-        }
-        after = ids.last().copied();
-    }
+    let requeued = crate::queue::enqueue_lost::<payment::Entity>(
+        &env.db,
+        env.queue.as_ref(),
+        payment::Column::Id,
+        lost,
+        now,
+    )
+    .await?;
     if requeued > 0 {
         tracing::info!(
             requeued,

@@ -100,3 +100,46 @@ pub trait JobQueue: Send + Sync {
 pub(crate) fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros().div_euclid(1000) + i64::from(at.timestamp_micros().rem_euclid(1000) != 0)
 }
+
+/// How many ids a sweep reads per query.
+const SWEEP_PAGE: u64 = 1000;
+
+/// Enqueues, due `now`, the id of every row of `E` that matches `lost` (jobs the queue
+/// lost: Redis was away or flushed), paging by `id` so a backlog larger than a page is
+/// looked at whole; answers how many were added. Shared by the payment and webhook
+/// sweepers.
+pub async fn enqueue_lost<E>(
+    db: &sea_orm::DatabaseConnection,
+    queue: &dyn JobQueue,
+    id: E::Column,
+    lost: sea_orm::Condition,
+    now: DateTime<Utc>,
+) -> crate::error::AppResult<u64>
+where
+    E: sea_orm::EntityTrait,
+{
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+
+    let mut after: Option<Uuid> = None;
+    let mut added = 0;
+    loop {
+        let mut page = E::find()
+            .select_only()
+            .column(id)
+            .filter(lost.clone())
+            .order_by_asc(id)
+            .limit(SWEEP_PAGE);
+        if let Some(after) = after {
+            page = page.filter(id.gt(after));
+        }
+        let ids: Vec<Uuid> = page.into_tuple().all(db).await?;
+        added += queue
+            .enqueue_many(&ids, now)
+            .await
+            .map_err(|err| crate::error::AppError::unavailable(err.to_string()))?;
+        if (ids.len() as u64) < SWEEP_PAGE {
+            return Ok(added);
+        }
+        after = ids.last().copied();
+    }
+}

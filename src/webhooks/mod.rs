@@ -25,6 +25,7 @@ use crate::{
     config::WebhookConfig,
     error::{AppError, AppResult, FieldErrors},
     extract::present,
+    pagination::{cursor_limit, optional_uuid},
     queue::JobQueue,
 };
 
@@ -436,9 +437,6 @@ pub async fn rotate_secret(db: &DatabaseConnection, id: Uuid) -> AppResult<Secre
     Ok(Secret { secret })
 }
 
-const DEFAULT_LIMIT: u64 = 50;
-const MAX_LIMIT: u64 = 100;
-
 /// A page of an endpoint's deliveries, newest first.
 pub async fn deliveries(
     db: &DatabaseConnection,
@@ -446,25 +444,13 @@ pub async fn deliveries(
     query: DeliveryQuery,
 ) -> AppResult<DeliveryPage> {
     let mut errors = FieldErrors::new();
-    let after = match query.after.as_deref().map(Uuid::parse_str) {
-        None => None,
-        Some(Ok(after)) => Some(after),
-        Some(Err(_)) => {
-            errors.insert("after".into(), vec!["must be a delivery id".into()]);
-            None
-        }
-    };
-    let limit = match query.limit.as_deref().map(str::parse::<u64>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => {
-            errors.insert(
-                "limit".into(),
-                vec![format!("must be a whole number from 1 to {MAX_LIMIT}")],
-            );
-            DEFAULT_LIMIT
-        }
-    };
+    let after = optional_uuid(
+        query.after.as_deref(),
+        "after",
+        "must be a delivery id",
+        &mut errors,
+    );
+    let limit = cursor_limit(query.limit.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(AppError::validation(errors));
     }

@@ -20,8 +20,7 @@ use chrono::{DateTime, Utc};
 use entity::{DeliveryStatus, event, webhook_delivery, webhook_endpoint};
 use hmac::{Hmac, Mac};
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr,
 };
 use sha2::Sha256;
 use tokio::{sync::Semaphore, task::JoinSet};
@@ -45,8 +44,6 @@ const BATCH: usize = 64;
 const POLL: Duration = Duration::from_millis(50);
 /// How much of an endpoint's answer is read (and kept in `lastError` when it failed).
 const ANSWER_LIMIT: usize = 1024;
-/// How many deliveries the sweeper looks at per query.
-const SWEEP_PAGE: u64 = 1000;
 /// How long shutdown waits for running deliveries.
 const DRAIN: Duration = Duration::from_secs(15);
 
@@ -494,29 +491,14 @@ pub async fn sweep(sender: &Sender, overdue_after: Duration) -> AppResult<u64> {
                 .is_in([DeliveryStatus::Pending, DeliveryStatus::Retrying]),
         )
         .add(webhook_delivery::Column::NextAttemptAt.lte(overdue));
-    let mut after: Option<Uuid> = None;
-    let mut requeued = 0;
-    loop {
-        let mut page = webhook_delivery::Entity::find()
-            .select_only()
-            .column(webhook_delivery::Column::Id)
-            .filter(lost.clone())
-            .order_by_asc(webhook_delivery::Column::Id)
-            .limit(SWEEP_PAGE);
-        if let Some(after) = after {
-            page = page.filter(webhook_delivery::Column::Id.gt(after));
-        }
-        let ids: Vec<Uuid> = page.into_tuple().all(&sender.db).await?;
-        requeued += sender
-            .queue
-            .enqueue_many(&ids, now)
-            .await
-            .map_err(|err| crate::error::AppError::unavailable(err.to_string()))?;
-        if (ids.len() as u64) < SWEEP_PAGE {
-            break;
-        }
-        after = ids.last().copied();
-    }
+    let requeued = crate::queue::enqueue_lost::<webhook_delivery::Entity>(
+        &sender.db,
+        sender.queue.as_ref(),
+        webhook_delivery::Column::Id,
+        lost,
+        now,
+    )
+    .await?;
     if requeued > 0 {
         tracing::info!(
             requeued,
