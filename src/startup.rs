@@ -293,8 +293,8 @@ pub fn spawn_webhooks(
     })
 }
 
-/// Deletes expired idempotency keys and events past `EVENT_RETENTION` once an hour until
-/// `stop`.
+/// Deletes expired idempotency keys, and events and ended webhook deliveries past
+/// `EVENT_RETENTION`, once an hour until `stop`.
 async fn purge_idempotency_keys(state: AppState, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -311,6 +311,14 @@ async fn purge_idempotency_keys(state: AppState, stop: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned events older than EVENT_RETENTION"),
             Err(err) => tracing::warn!(error = ?err, "could not prune the event log"),
+        }
+        match crate::webhooks::prune(&state.db, state.config.event_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deleted = n,
+                "pruned ended webhook deliveries older than EVENT_RETENTION"
+            ),
+            Err(err) => tracing::warn!(error = ?err, "could not prune the delivery log"),
         }
     }
 }

@@ -520,6 +520,22 @@ pub async fn redeliver(hooks: Webhooks<'_>, id: Uuid, delivery_id: Uuid) -> AppR
     Ok(row.into())
 }
 
+/// Deletes ended deliveries (succeeded or failed) older than `retention`, the events'
+/// own retention: past it there is nothing left to redeliver. Answers how many.
+pub async fn prune(db: &DatabaseConnection, retention: std::time::Duration) -> AppResult<u64> {
+    let cutoff =
+        clock::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    Ok(webhook_delivery::Entity::delete_many()
+        .filter(
+            webhook_delivery::Column::Status
+                .is_in([DeliveryStatus::Succeeded, DeliveryStatus::Failed]),
+        )
+        .filter(webhook_delivery::Column::UpdatedAt.lt(cutoff))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

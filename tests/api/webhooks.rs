@@ -29,6 +29,7 @@ both_backends!(
     redelivery_repeats_the_event_and_rotation_changes_the_key,
     two_instances_deliver_each_event_once,
     a_name_that_resolves_inside_is_refused_when_sending,
+    ended_deliveries_older_than_the_retention_are_pruned,
 );
 
 /// One request a receiver got.
@@ -603,4 +604,52 @@ async fn a_name_that_resolves_inside_is_refused_when_sending(app: TestApp) {
         "{refused:#?}"
     );
     assert!(receiver.got().is_empty(), "nothing was sent");
+}
+
+/// Ended deliveries go with the events they carried, after `EVENT_RETENTION`; one still
+/// being retried stays.
+async fn ended_deliveries_older_than_the_retention_are_pruned(app: TestApp) {
+    use entity::webhook_delivery;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    let admin = app.admin().await;
+    let (_, url) = Receiver::start(&[]).await;
+    let sender = sending(&app).await;
+    let (id, _) = endpoint(&sender, &admin, &url, json!(["product.*"])).await;
+    app.product(&admin, "Old news", "1.00", 1).await;
+    let done = ended(&sender, &admin, &id, 1).await;
+    assert_eq!(done[0]["status"], "SUCCEEDED");
+    // A redelivery of it, still waiting for a retry, from as long ago.
+    let original = webhook_delivery::Entity::find()
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut copy: webhook_delivery::ActiveModel = original.clone().into();
+    copy.id = sea_orm::Set(uuid::Uuid::now_v7());
+    copy.redelivery_of = sea_orm::Set(Some(original.id));
+    copy.status = sea_orm::Set(entity::DeliveryStatus::Retrying);
+    copy.next_attempt_at = sea_orm::Set(Some(chrono::Utc::now() + chrono::Duration::days(1)));
+    let kept = webhook_delivery::Entity::insert(copy)
+        .exec_with_returning(&app.state.db)
+        .await
+        .unwrap();
+    webhook_delivery::Entity::update_many()
+        .col_expr(
+            webhook_delivery::Column::UpdatedAt,
+            Expr::value(chrono::Utc::now() - chrono::Duration::days(31)),
+        )
+        .filter(webhook_delivery::Column::EndpointId.eq(uuid::Uuid::parse_str(&id).unwrap()))
+        .exec(&app.state.db)
+        .await
+        .unwrap();
+    let pruned = shop::webhooks::prune(&app.state.db, app.state.config.event_retention)
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1, "the succeeded one");
+    let left = deliveries(&app, &admin, &id, "").await;
+    let left = left["items"].as_array().unwrap().clone();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], kept.id.to_string().as_str());
+    assert_eq!(left[0]["status"], "RETRYING");
 }
