@@ -16,16 +16,19 @@
 use std::{
     collections::HashSet,
     net::SocketAddr,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use axum::{body::Bytes, extract::State, http::StatusCode, routing::post as route_post};
 use chrono::{DateTime, Utc};
+mod support;
+
 use futures::{FutureExt, StreamExt, stream};
 use rust_socketio::{Payload, TransportType, asynchronous::ClientBuilder};
 use serde_json::{Value, json};
+use support::{Processes, Shop, env_or, percentile, post, post_ok, spawn};
 
 /// Delays in ms, per listener, with the event ids seen.
 #[derive(Default)]
@@ -48,41 +51,6 @@ fn record(seen: &Shared, id: String, changed: &str) {
             seen.delays.push(ms);
         }
     }
-}
-
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
-    let mut request = http.post(url).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.expect("request");
-    response.json().await.unwrap_or(Value::Null)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// How many, p50 and p99 of the delays `seen` recorded between entries `from` and `to`.
@@ -146,7 +114,7 @@ async fn place(
             post(http, format!("{base}/orders"), Some(token), body)
         })
         .buffer_unordered(concurrency)
-        .filter(|answer| std::future::ready(answer["id"].is_string()))
+        .filter(|(_, answer)| std::future::ready(answer["id"].is_string()))
         .count()
         .await;
     (started.elapsed(), accepted)
@@ -203,60 +171,17 @@ async fn settle(seen: &Shared, want: usize) {
 
 #[tokio::main]
 async fn main() {
-    let bin_dir = std::env::var("SHOP_BIN_DIR").expect("SHOP_BIN_DIR");
-    let port = std::env::var("PORT").expect("PORT");
     let redis_port = std::env::var("BENCH_REDIS_PORT").expect("BENCH_REDIS_PORT");
-    let base = format!("http://127.0.0.1:{port}");
     let orders = env_or("BENCH_ORDERS", 1_000);
     let rate = env_or("BENCH_RATE", 100);
-    shop::webhooks::sender::install_crypto();
-    let http = reqwest::Client::new();
-
-    let _processes = Processes(vec![
-        Command::new(format!("{bin_dir}/shop"))
-            .arg("serve")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start shop serve"),
-    ]);
-    for _ in 0..200 {
-        if http.get(format!("{base}/health")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let admin = post(
-        &http,
-        format!("{base}/auth/login"),
-        None,
-        json!({"email": "admin@shop.local", "password": "Admin123!"}),
-    )
-    .await["access_token"]
-        .as_str()
-        .expect("admin token")
-        .to_owned();
-    let mut products = Vec::new();
-    for i in 0..100 {
-        let body =
-            json!({"name": format!("Bench product {i}"), "price": "9.99", "stock": 1_000_000});
-        products.push(
-            post(&http, format!("{base}/products"), Some(&admin), body).await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
-    let client = post(
-        &http,
-        format!("{base}/auth/register"),
-        None,
-        json!({"email": email, "password": "Bench!pass1"}),
-    )
-    .await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let _processes = Processes(vec![spawn("serve", &[])]);
+    let Shop {
+        http,
+        base,
+        admin,
+        client,
+        products,
+    } = Shop::ready().await;
 
     // 1. Three listeners.
     let socket: Shared = Arc::default();
@@ -305,7 +230,7 @@ async fn main() {
     // BENCH_WEBHOOK=0 leaves webhooks out, to see what they cost the other listeners.
     let webhooks = env_or("BENCH_WEBHOOK", 1) == 1;
     if webhooks {
-        let created = post(
+        let created = post_ok(
             &http,
             format!("{base}/webhooks"),
             Some(&admin),

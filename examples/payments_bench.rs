@@ -12,53 +12,16 @@
 //! Settings come from the environment the script exports (DATABASE_URL, REDIS_URL, ...).
 
 use std::{
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+mod support;
+
 use futures::{FutureExt, StreamExt, stream};
 use rust_socketio::{Payload, TransportType, asynchronous::ClientBuilder};
 use serde_json::{Value, json};
-
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn spawn(bin_dir: &str, command: &str, extra: &[(&str, &str)]) -> Child {
-    Command::new(format!("{bin_dir}/shop"))
-        .arg(command)
-        .envs(extra.iter().copied())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot start shop {command}: {err}"))
-}
-
-async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
-    let mut request = http.post(url).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{status}: {body}");
-    body
-}
+use support::{Processes, Shop, env_or, percentile, post_ok, spawn};
 
 async fn get(http: &reqwest::Client, url: String, token: &str) -> Value {
     let response = http
@@ -85,7 +48,7 @@ async fn place_orders(
                 "items": [{"productId": products[i % products.len()], "quantity": 1}],
                 "paymentMethod": "pm_success",
             });
-            post(http, format!("{base}/orders"), Some(token), body)
+            post_ok(http, format!("{base}/orders"), Some(token), body)
         })
         .buffer_unordered(concurrency)
         .for_each(|_| async {})
@@ -93,65 +56,18 @@ async fn place_orders(
     started.elapsed()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() {
-    let bin_dir = std::env::var("SHOP_BIN_DIR").expect("SHOP_BIN_DIR");
-    let port = std::env::var("PORT").expect("PORT");
-    let base = format!("http://127.0.0.1:{port}");
     let orders = env_or("BENCH_ORDERS", 10_000);
     let latency_orders = env_or("BENCH_LATENCY_ORDERS", 1_000);
-    shop::webhooks::sender::install_crypto();
-    let http = reqwest::Client::new();
-    let mut processes = Processes(vec![spawn(&bin_dir, "serve", &[("WORKERS", "0")])]);
-    for _ in 0..200 {
-        if http.get(format!("{base}/health")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    let admin_email = std::env::var("ADMIN_EMAIL").unwrap_or("admin@shop.local".into());
-    let admin_password = std::env::var("ADMIN_PASSWORD").unwrap_or("Admin123!".into());
-    let admin = post(
-        &http,
-        format!("{base}/auth/login"),
-        None,
-        json!({"email": admin_email, "password": admin_password}),
-    )
-    .await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut products = Vec::new();
-    for i in 0..100 {
-        let body =
-            json!({"name": format!("Bench product {i}"), "price": "9.99", "stock": 1_000_000});
-        products.push(
-            post(&http, format!("{base}/products"), Some(&admin), body).await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
-    let client = post(
-        &http,
-        format!("{base}/auth/register"),
-        None,
-        json!({"email": email, "password": "Bench!pass1"}),
-    )
-    .await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut processes = Processes(vec![spawn("serve", &[("WORKERS", "0")])]);
+    let Shop {
+        http,
+        base,
+        admin,
+        client,
+        products,
+    } = Shop::ready().await;
 
     // 1. Queue the backlog.
     let fill = place_orders(&http, &base, &client, &products, orders, 32).await;
@@ -164,7 +80,7 @@ async fn main() {
 
     // 2. One worker drains it.
     let drain_started = Instant::now();
-    processes.0.push(spawn(&bin_dir, "worker", &[]));
+    processes.0.push(spawn("worker", &[]));
     loop {
         let view = get(&http, format!("{base}/admin/queues"), &admin).await;
         let left: u64 = ["ready", "delayed", "processing"]
@@ -232,7 +148,7 @@ async fn main() {
         let product = products[i % products.len()].clone();
         paced.push(tokio::spawn(async move {
             let body = json!({"items": [{"productId": product, "quantity": 1}], "paymentMethod": "pm_success"});
-            post(&http, format!("{base}/orders"), Some(&client), body).await
+            post_ok(&http, format!("{base}/orders"), Some(&client), body).await
         }));
     }
     futures::future::join_all(paced).await;

@@ -26,3 +26,21 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// Runs the script written for the connected backend: `;`-separated statements (none may
+/// hold a `;` of its own), one at a time.
+pub(crate) async fn run_script(
+    manager: &SchemaManager<'_>,
+    postgres: &str,
+    sqlite: &str,
+) -> Result<(), DbErr> {
+    let script = match manager.get_database_backend() {
+        sea_orm_migration::sea_orm::DatabaseBackend::Postgres => postgres,
+        _ => sqlite,
+    };
+    let db = manager.get_connection();
+    for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        db.execute_unprepared(statement).await?;
+    }
+    Ok(())
+}

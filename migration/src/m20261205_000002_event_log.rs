@@ -4,7 +4,7 @@
 //! transactions older than every one still running, by `(tx, id)`. SQLite has one writer
 //! at a time, so ids alone commit in order (`tx` stays 0).
 
-use sea_orm_migration::{prelude::*, sea_orm::DatabaseBackend};
+use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -46,15 +46,7 @@ CREATE INDEX idx_events_created_at ON events (created_at);
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let sql = match manager.get_database_backend() {
-            DatabaseBackend::Postgres => POSTGRES,
-            _ => SQLITE,
-        };
-        let db = manager.get_connection();
-        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            db.execute_unprepared(statement).await?;
-        }
-        Ok(())
+        crate::run_script(manager, POSTGRES, SQLITE).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -6,7 +6,7 @@
 //! that inserts the deliveries, so with any number of processes each event becomes one
 //! delivery per endpoint; the partial unique index is the backstop.
 
-use sea_orm_migration::{prelude::*, sea_orm::DatabaseBackend};
+use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -88,15 +88,7 @@ INSERT INTO webhook_dispatch (name, tx, id) SELECT 'webhooks', COALESCE(MAX(tx),
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let sql = match manager.get_database_backend() {
-            DatabaseBackend::Postgres => POSTGRES,
-            _ => SQLITE,
-        };
-        let db = manager.get_connection();
-        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            db.execute_unprepared(statement).await?;
-        }
-        Ok(())
+        crate::run_script(manager, POSTGRES, SQLITE).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

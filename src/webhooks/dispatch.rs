@@ -7,10 +7,10 @@
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use entity::{DeliveryStatus, event, webhook_delivery, webhook_endpoint};
+use entity::{event, webhook_delivery, webhook_endpoint};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
-    Set, Statement,
+    Statement,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -97,24 +97,7 @@ pub async fn round(db: &DatabaseConnection, queue: &dyn JobQueue) -> AppResult<R
                 })
                 .map(move |(endpoint, _)| {
                     let id = Uuid::now_v7();
-                    (
-                        id,
-                        webhook_delivery::ActiveModel {
-                            id: Set(id),
-                            endpoint_id: Set(endpoint.id),
-                            event_id: Set(row.id),
-                            event_cursor: Set(Event::cursor(row.tx, row.id)),
-                            event_type: Set(row.kind.clone()),
-                            redelivery_of: Set(None),
-                            status: Set(DeliveryStatus::Pending),
-                            attempts: Set(0),
-                            last_status_code: Set(None),
-                            last_error: Set(None),
-                            next_attempt_at: Set(Some(now)),
-                            created_at: Set(now),
-                            updated_at: Set(now),
-                        },
-                    )
+                    (id, super::new_delivery(id, endpoint.id, row, None, now))
                 })
         })
         .unzip();
