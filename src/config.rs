@@ -81,6 +81,8 @@ pub struct PaymentConfig {
     pub max_attempts: u8,
     /// Probability that a `pm_random` attempt succeeds.
     pub success_rate: f64,
+    /// Probability that a refund attempt fails transiently (and is retried).
+    pub refund_failure_rate: f64,
     /// How long each simulated attempt takes.
     pub latency: Duration,
     pub backoff_base: Duration,
@@ -400,16 +402,21 @@ impl Config {
     }
 }
 
-/// `PAYMENT_*`, `WORKERS`, `WORKER_CONCURRENCY`, `QUEUE_LEASE`, `SWEEP_INTERVAL`.
+/// A probability from 0 to 1.
+fn probability(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err("expected a probability from 0 to 1, such as 0.8".into()),
+    }
+}
+
+/// `PAYMENT_*`, `REFUND_FAILURE_RATE`, `WORKERS`, `WORKER_CONCURRENCY`, `QUEUE_LEASE`,
+/// `SWEEP_INTERVAL`.
 fn payment_config(env: &mut Reader<'_>) -> PaymentConfig {
     let payments = PaymentConfig {
         max_attempts: env.number("PAYMENT_MAX_ATTEMPTS", 5u8, 1..=20),
-        success_rate: env.parse("PAYMENT_SUCCESS_RATE", 0.8, |raw| {
-            match raw.parse::<f64>() {
-                Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
-                _ => Err("expected a probability from 0 to 1, such as 0.8".into()),
-            }
-        }),
+        success_rate: env.parse("PAYMENT_SUCCESS_RATE", 0.8, probability),
+        refund_failure_rate: env.parse("REFUND_FAILURE_RATE", 0.0, probability),
         latency: env.milliseconds("PAYMENT_LATENCY_MS", 500, 0..=600_000),
         backoff_base: env.milliseconds("PAYMENT_BACKOFF_BASE_MS", 1000, 1..=3_600_000),
         backoff_max: env.milliseconds("PAYMENT_BACKOFF_MAX_MS", 30_000, 1..=86_400_000),

@@ -56,6 +56,47 @@ impl IdempotencyKey {
     }
 }
 
+/// The request's `Idempotency-Key`, if it has one, for a request fingerprinted by `request`.
+pub fn from_headers(
+    headers: &axum::http::HeaderMap,
+    user_id: Uuid,
+    request: &serde_json::Value,
+) -> AppResult<Option<IdempotencyKey>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let raw = value.to_str().map_err(|_| {
+        AppError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be printable text.",
+        )
+    })?;
+    IdempotencyKey::new(user_id, raw, request).map(Some)
+}
+
+/// The answer to a repeated request: the first one's status and body, marked
+/// `Idempotent-Replayed: true`.
+pub fn replay_response(status: u16, body: String) -> axum::response::Response {
+    use axum::{
+        http::{HeaderValue, StatusCode, header},
+        response::IntoResponse,
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut response = (status, body).into_response();
+    let content_type = if status.is_success() {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
 /// Proof of holding a claim: its lock time, which later writes must still match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket(chrono::DateTime<chrono::Utc>);

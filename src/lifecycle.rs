@@ -20,11 +20,19 @@
 //! | [`expire_action`] | `REQUIRES_ACTION`, expired → `FAILED` | `FAILED` | restored |
 //! | [`cancel`] | `PENDING`/`RETRYING`/`REQUIRES_ACTION` → `CANCELLED` | `CANCELLED` | restored |
 //! | [`revive`] | `FAILED` → `PENDING` | `PENDING` | reserved again |
+//!
+//! Refunds of a paid order (the refund rows themselves move in `refunds`):
+//!
+//! | transition | order | stock |
+//! |---|---|---|
+//! | [`claim_refund`], [`claim_restock`] | claims money (never above the total) and units (never above a line's quantity) for a new refund | |
+//! | [`release_refund`] | gives a failed refund's claims back | |
+//! | [`settle_refund`] | `refunded` grows; `COMPLETED`/`PARTIALLY_REFUNDED` → `PARTIALLY_REFUNDED` or `REFUNDED` | the refund's restock lines put back |
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{OrderStatus, PaymentMethod, PaymentStatus, order, order_item, payment};
+use entity::{MovementReason, OrderStatus, PaymentMethod, PaymentStatus, order, order_item, payment};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, SqlErr,
     sea_query::{Expr, ExprTrait},
@@ -34,7 +42,8 @@ use uuid::Uuid;
 use crate::{
     domain::Money,
     error::{AppError, AppResult},
-    inventory::{self, Line},
+    events::Actor,
+    inventory::{self, Cause, Line},
     orders::view::OrderView,
 };
 
@@ -52,6 +61,8 @@ pub struct NewOrder<'a> {
     pub method: PaymentMethod,
     pub currency: &'a str,
     pub max_attempts: i32,
+    /// Who places it (the ledger records them).
+    pub actor: Actor,
 }
 
 /// The order statuses in which its payment is still under way.
@@ -65,7 +76,9 @@ pub async fn place<C: ConnectionTrait>(
     new: NewOrder<'_>,
     now: DateTime<Utc>,
 ) -> AppResult<Result<OrderView, AppError>> {
-    let reserved = match inventory::reserve(txn, new.lines, now).await? {
+    let order_id = Uuid::now_v7();
+    let cause = Cause::order(MovementReason::Order, order_id, new.actor);
+    let reserved = match inventory::reserve(txn, new.lines, cause, now).await? {
         Ok(reserved) => reserved,
         Err(problem) => return Ok(Err(problem)),
     };
@@ -77,10 +90,12 @@ pub async fn place<C: ConnectionTrait>(
             .ok_or_else(|| AppError::invalid_field("items", "the order total is too large"))?;
     }
     let order = order::Model {
-        id: Uuid::now_v7(),
+        id: order_id,
         user_id: new.user_id,
         status: OrderStatus::Pending,
         total_cents: total.cents(),
+        refunded_cents: 0,
+        refund_claimed_cents: 0,
         currency: new.currency.to_owned(),
         payment_method: new.method,
         created_at: now,
@@ -107,6 +122,7 @@ pub async fn place<C: ConnectionTrait>(
                 product_id: line.product_id,
                 quantity: line.quantity,
                 unit_price_cents: product.price_cents,
+                restock_claimed: 0,
             }
         })
         .collect();
@@ -303,7 +319,8 @@ pub async fn give_up<C: ConnectionTrait>(
     error: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Option<Moved>> {
-    fail(txn, owns_attempt(attempt), error, now).await
+    let cause = Cause::order(MovementReason::PaymentFailed, attempt.order_id, Actor::WORKER);
+    fail(txn, owns_attempt(attempt), error, cause, now).await
 }
 
 /// Nobody confirmed in time: a `REQUIRES_ACTION` payment past `actionExpiresAt` fails, its
@@ -319,7 +336,9 @@ pub async fn expire_action<C: ConnectionTrait>(
         .add(payment::Column::Status.eq(PaymentStatus::RequiresAction))
         .add(payment::Column::ActionExpiresAt.lte(now));
     let error = "the customer's action was not confirmed in time";
-    fail(txn, expired, error, now).await
+    // `end_unpaid` names the order.
+    let cause = Cause::manual(MovementReason::Expired, Actor::WORKER, None);
+    fail(txn, expired, error, cause, now).await
 }
 
 /// Cancels an order whose payment is not in an attempt (`PENDING`, `RETRYING` or
@@ -329,6 +348,7 @@ pub async fn expire_action<C: ConnectionTrait>(
 pub async fn cancel<C: ConnectionTrait>(
     txn: &C,
     order_id: Uuid,
+    actor: Actor,
     now: DateTime<Utc>,
 ) -> AppResult<Option<Moved>> {
     let rows = payment::Entity::update_many()
@@ -353,7 +373,8 @@ pub async fn cancel<C: ConnectionTrait>(
         ]))
         .exec_with_returning(txn)
         .await?;
-    end_unpaid(txn, rows, OrderStatus::Cancelled, now).await
+    let cause = Cause::order(MovementReason::Cancel, order_id, actor);
+    end_unpaid(txn, rows, OrderStatus::Cancelled, cause, now).await
 }
 
 /// Gives a payment that gave up a fresh set of attempts: its order's stock is reserved
@@ -363,6 +384,7 @@ pub async fn cancel<C: ConnectionTrait>(
 pub async fn revive<C: ConnectionTrait>(
     txn: &C,
     payment_id: Uuid,
+    actor: Actor,
     now: DateTime<Utc>,
 ) -> AppResult<Result<Moved, AppError>> {
     let rows = payment::Entity::update_many()
@@ -390,7 +412,8 @@ pub async fn revive<C: ConnectionTrait>(
             quantity: item.quantity,
         })
         .collect();
-    if let Err(problem) = inventory::reserve(txn, &lines, now).await? {
+    let cause = Cause::order(MovementReason::Order, payment.order_id, actor);
+    if let Err(problem) = inventory::reserve(txn, &lines, cause, now).await? {
         return Ok(Err(problem));
     }
     let orders = move_orders(
@@ -407,12 +430,131 @@ pub async fn revive<C: ConnectionTrait>(
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("revived payment without its order")))
 }
 
+/// The statuses of a paid order that may be refunded.
+pub const REFUNDABLE: [OrderStatus; 2] = [OrderStatus::Completed, OrderStatus::PartiallyRefunded];
+
+/// Claims `amount_cents` of a paid order's money for a new refund, if the order is
+/// refundable and its claims stay within its total: one conditional update, so concurrent
+/// refunds can never promise more than was paid. `None`: nothing claimed.
+pub async fn claim_refund<C: ConnectionTrait>(
+    txn: &C,
+    order_id: Uuid,
+    amount_cents: i64,
+) -> AppResult<Option<order::Model>> {
+    let rows = order::Entity::update_many()
+        .col_expr(
+            order::Column::RefundClaimedCents,
+            Expr::col(order::Column::RefundClaimedCents).add(amount_cents),
+        )
+        .filter(order::Column::Id.eq(order_id))
+        .filter(order::Column::Status.is_in(REFUNDABLE))
+        .filter(
+            Expr::col(order::Column::RefundClaimedCents)
+                .add(amount_cents)
+                .lte(Expr::col(order::Column::TotalCents)),
+        )
+        .exec_with_returning(txn)
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// Claims `line.quantity` units of the order's line of `line.product_id` for a refund's
+/// restock, if no more than the line's quantity is then claimed. `false`: nothing claimed
+/// (no such line, or not that many left).
+pub async fn claim_restock<C: ConnectionTrait>(
+    txn: &C,
+    order_id: Uuid,
+    line: &Line,
+) -> AppResult<bool> {
+    let claimed = order_item::Entity::update_many()
+        .col_expr(
+            order_item::Column::RestockClaimed,
+            Expr::col(order_item::Column::RestockClaimed).add(line.quantity),
+        )
+        .filter(order_item::Column::OrderId.eq(order_id))
+        .filter(order_item::Column::ProductId.eq(line.product_id))
+        .filter(
+            Expr::col(order_item::Column::RestockClaimed)
+                .add(line.quantity)
+                .lte(Expr::col(order_item::Column::Quantity)),
+        )
+        .exec(txn)
+        .await?;
+    Ok(claimed.rows_affected == 1)
+}
+
+/// Gives a failed refund's claims back: its money and its restock units.
+pub async fn release_refund<C: ConnectionTrait>(
+    txn: &C,
+    order_id: Uuid,
+    amount_cents: i64,
+    restock: &[Line],
+) -> AppResult<()> {
+    order::Entity::update_many()
+        .col_expr(
+            order::Column::RefundClaimedCents,
+            Expr::col(order::Column::RefundClaimedCents).sub(amount_cents),
+        )
+        .filter(order::Column::Id.eq(order_id))
+        .exec(txn)
+        .await?;
+    for line in restock {
+        order_item::Entity::update_many()
+            .col_expr(
+                order_item::Column::RestockClaimed,
+                Expr::col(order_item::Column::RestockClaimed).sub(line.quantity),
+            )
+            .filter(order_item::Column::OrderId.eq(order_id))
+            .filter(order_item::Column::ProductId.eq(line.product_id))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A refund succeeded: the order's `refunded` grows by its amount, the order becomes
+/// `REFUNDED` (all of it refunded) or `PARTIALLY_REFUNDED`, and the refund's restock lines
+/// go back on the shelf. Called once per refund, by the transition that ends it.
+pub async fn settle_refund<C: ConnectionTrait>(
+    txn: &C,
+    order_id: Uuid,
+    amount_cents: i64,
+    restock: &[Line],
+    now: DateTime<Utc>,
+) -> AppResult<order::Model> {
+    let refunded = order::Entity::update_many()
+        .col_expr(
+            order::Column::RefundedCents,
+            Expr::col(order::Column::RefundedCents).add(amount_cents),
+        )
+        .filter(order::Column::Id.eq(order_id))
+        .filter(order::Column::Status.is_in(REFUNDABLE))
+        .exec_with_returning(txn)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("refunded order {order_id} is not refundable")))?;
+    let status = if refunded.refunded_cents >= refunded.total_cents {
+        OrderStatus::Refunded
+    } else {
+        OrderStatus::PartiallyRefunded
+    };
+    let order = move_orders(txn, [order_id], &REFUNDABLE, status, now)
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("refunded order {order_id} did not move")))?;
+    let cause = Cause::order(MovementReason::Refund, order_id, Actor::WORKER);
+    inventory::put_back(txn, restock, cause, now).await?;
+    Ok(order)
+}
+
 /// Fails the payment that `guard` matches (if one does) with `error`; its order fails and
-/// its stock comes back.
+/// its stock comes back, for `cause`.
 async fn fail<C: ConnectionTrait>(
     txn: &C,
     guard: Condition,
     error: &str,
+    cause: Cause<'_>,
     now: DateTime<Utc>,
 ) -> AppResult<Option<Moved>> {
     let rows = payment::Entity::update_many()
@@ -425,7 +567,7 @@ async fn fail<C: ConnectionTrait>(
         .filter(guard)
         .exec_with_returning(txn)
         .await?;
-    end_unpaid(txn, rows, OrderStatus::Failed, now).await
+    end_unpaid(txn, rows, OrderStatus::Failed, cause, now).await
 }
 
 /// The guard of an attempt's outcome: the payment is still in this very attempt.
@@ -442,13 +584,18 @@ async fn end_unpaid<C: ConnectionTrait>(
     txn: &C,
     payments: Vec<payment::Model>,
     status: OrderStatus,
+    cause: Cause<'_>,
     now: DateTime<Utc>,
 ) -> AppResult<Option<Moved>> {
     let Some(payment) = payments.into_iter().next() else {
         return Ok(None);
     };
     let orders = move_orders(txn, [payment.order_id], &OPEN, status, now).await?;
-    inventory::restore(txn, payment.order_id, now).await?;
+    let cause = Cause {
+        order_id: Some(payment.order_id),
+        ..cause
+    };
+    inventory::restore(txn, cause, now).await?;
     Ok(pair(orders, vec![payment]).pop())
 }
 

@@ -74,6 +74,27 @@ pub fn payment_attempt(outcome: &'static str) {
     metrics::counter!("payment_attempts_total", "outcome" => outcome).increment(1);
 }
 
+/// Counts an admin's stock adjustment by its reason.
+pub fn stock_adjusted(reason: entity::MovementReason) {
+    use sea_orm::ActiveEnum;
+    metrics::counter!("stock_adjustments_total", "reason" => reason.to_value()).increment(1);
+}
+
+/// Counts a refund reaching an end (`succeeded`, `failed`); a succeeded one adds its
+/// amount, in minor units, to the money refunded.
+pub fn refund_finished(outcome: &'static str, amount_cents: i64) {
+    metrics::counter!("refunds_total", "outcome" => outcome).increment(1);
+    if outcome == "succeeded" {
+        metrics::counter!("refunded_amount_cents_total")
+            .increment(u64::try_from(amount_cents).unwrap_or(0));
+    }
+}
+
+/// Counts one refund attempt's outcome: `succeeded`, `transient`.
+pub fn refund_attempt(outcome: &'static str) {
+    metrics::counter!("refund_attempts_total", "outcome" => outcome).increment(1);
+}
+
 /// Counts a payment reaching an end: `succeeded`, `failed`, `cancelled`.
 pub fn payment_finished(status: &'static str) {
     metrics::counter!("payments_finished_total", "status" => status).increment(1);

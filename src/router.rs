@@ -29,7 +29,7 @@ use crate::{
     openapi::ApiDoc,
     orders, payments, products,
     state::AppState,
-    webhooks,
+    refunds, webhooks,
 };
 
 /// The largest request body accepted.
@@ -43,7 +43,8 @@ pub fn router(state: AppState) -> Router {
         .merge(orders::routes::router())
         .merge(payments::routes::router())
         .merge(events::routes::router())
-        .merge(webhooks::routes::router());
+        .merge(webhooks::routes::router())
+        .merge(refunds::routes::router());
     let api = match &state.api_limit {
         Some(limiter) => limiter.apply(api),
         None => api,

@@ -2,12 +2,12 @@
 //! binary and by the first `shop serve` on an empty embedded database. It needs only the
 //! database and the password hasher.
 
-use entity::{product, user};
+use entity::{MovementReason, product, user};
 use fake::{
     Fake,
     faker::{company::en::Buzzword, lorem::en::Sentence},
 };
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
@@ -17,6 +17,8 @@ use crate::{
     config::{Config, DEFAULT_ADMIN_PASSWORD},
     domain::{Email, Password},
     error::AppError,
+    events::Actor,
+    inventory::{self, Cause},
 };
 
 const NOUNS: &[&str] = &[
@@ -93,28 +95,34 @@ pub async fn run(
         .await?;
     let missing = products.saturating_sub(live);
     let now = clock::now();
-    let rows: Vec<product::ActiveModel> = (0..missing)
+    let rows: Vec<product::Model> = (0..missing)
         .map(|_| {
             let buzz: String = Buzzword().fake();
             let noun = NOUNS[rand::random_range(0..NOUNS.len())];
             let description: String = Sentence(6..14).fake();
-            product::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                name: Set(format!("{} {noun}", capitalize(&buzz))),
-                description: Set(Some(description)),
-                price_cents: Set(rand::random_range(199..=49_999)),
-                stock: Set(rand::random_range(0..=500)),
-                created_at: Set(now),
-                updated_at: Set(now),
-                deleted_at: Set(None),
+            product::Model {
+                id: Uuid::now_v7(),
+                name: format!("{} {noun}", capitalize(&buzz)),
+                description: Some(description),
+                price_cents: rand::random_range(199..=49_999),
+                stock: rand::random_range(0..=500),
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                deleted_at: None,
             }
         })
         .collect();
+    // Each product with its opening stock in the ledger, or none of them.
+    let txn = crate::db::begin_write(db).await?;
     for chunk in rows.chunks(500) {
-        product::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(db)
+        product::Entity::insert_many(chunk.iter().cloned().map(product::ActiveModel::from))
+            .exec_without_returning(&txn)
             .await?;
     }
+    let cause = Cause::manual(MovementReason::Correction, Actor::SYSTEM, Some("seed"));
+    inventory::opening(&txn, &rows, cause, now).await?;
+    txn.commit().await?;
     Ok(SeedReport {
         admin_created,
         products_created: missing,

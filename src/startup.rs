@@ -60,6 +60,7 @@ where
 pub struct Backends {
     pub queue: Arc<dyn JobQueue>,
     pub webhook_queue: Arc<dyn JobQueue>,
+    pub refund_queue: Arc<dyn JobQueue>,
     pub cache: Arc<dyn Cache>,
     pub failures: Arc<dyn FailureCounter>,
 }
@@ -75,6 +76,7 @@ impl Backends {
                 Self {
                     queue: Arc::new(RedisQueue::new(pool.clone(), prefix, "payments")),
                     webhook_queue: Arc::new(RedisQueue::new(pool.clone(), prefix, "webhooks")),
+                    refund_queue: Arc::new(RedisQueue::new(pool.clone(), prefix, "refunds")),
                     cache: Arc::new(RedisCache::new(pool.clone(), prefix, config.cache_ttl)),
                     failures: Arc::new(RedisFailureCounter::new(pool, prefix)),
                 }
@@ -82,6 +84,7 @@ impl Backends {
             None => Self {
                 queue: Arc::new(MemoryQueue::new()),
                 webhook_queue: Arc::new(MemoryQueue::new()),
+                refund_queue: Arc::new(MemoryQueue::new()),
                 cache: Arc::new(MemoryCache::new(config.cache_ttl)),
                 failures: Arc::new(MemoryFailureCounter::default()),
             },
@@ -122,6 +125,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Realtime)>
         logins: LoginGuard::new(config.login, backends.failures),
         queue: backends.queue,
         webhook_queue: backends.webhook_queue,
+        refund_queue: backends.refund_queue,
         cache: backends.cache,
         jwt,
         passwords: Arc::new(passwords),
@@ -241,22 +245,24 @@ impl From<&AppState> for worker::Environment {
         Self {
             db: state.db.clone(),
             queue: state.queue.clone(),
+            refund_queue: state.refund_queue.clone(),
             notifier: state.notifier.clone(),
             config: state.config.payments.clone(),
         }
     }
 }
 
-/// Starts the payment worker and the sweeper; the returned future ends when both have
-/// stopped after `stop` is cancelled.
+/// Starts the payment worker, the refund worker and the sweeper; the returned future ends
+/// when all have stopped after `stop` is cancelled.
 pub fn spawn_workers(
     env: worker::Environment,
     stop: &CancellationToken,
 ) -> impl Future<Output = ()> + use<> {
     let worker = tokio::spawn(worker::run(env.clone(), stop.clone()));
+    let refunds = tokio::spawn(crate::refunds::worker::run(env.clone(), stop.clone()));
     let sweeper = tokio::spawn(worker::run_sweeper(env, stop.clone()));
     async move {
-        let _ = tokio::join!(worker, sweeper);
+        let _ = tokio::join!(worker, refunds, sweeper);
     }
 }
 

@@ -26,6 +26,8 @@ pub struct App {
     pub queue: Arc<dyn JobQueue>,
     /// The webhook delivery queue, on the same backend as `queue`.
     pub webhook_queue: Arc<dyn JobQueue>,
+    /// The refunds' queue.
+    pub refund_queue: Arc<dyn JobQueue>,
     /// Tells listeners and the catalog cache what committed.
     pub notifier: Notifier,
     /// The order rules, with what they use.

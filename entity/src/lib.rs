@@ -10,9 +10,13 @@ pub mod order;
 pub mod order_item;
 pub mod payment;
 pub mod product;
+pub mod refund;
 pub mod status;
+pub mod stock_movement;
 pub mod user;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;
 
-pub use status::{DeliveryStatus, OrderStatus, PaymentMethod, PaymentStatus, Role};
+pub use status::{
+    DeliveryStatus, MovementReason, OrderStatus, PaymentMethod, PaymentStatus, RefundStatus, Role,
+};

@@ -12,6 +12,11 @@ pub struct Model {
     pub user_id: Uuid,
     pub status: OrderStatus,
     pub total_cents: i64,
+    /// Money refunded so far (succeeded refunds).
+    pub refunded_cents: i64,
+    /// Money claimed by refunds that have not failed: succeeded or still pending. Never
+    /// above `total_cents`.
+    pub refund_claimed_cents: i64,
     pub currency: String,
     pub payment_method: PaymentMethod,
     pub created_at: DateTimeUtc,

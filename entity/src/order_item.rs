@@ -11,6 +11,8 @@ pub struct Model {
     pub product_id: Uuid,
     pub quantity: i32,
     pub unit_price_cents: i64,
+    /// Units that refunds not failed restock (or restocked). Never above `quantity`.
+    pub restock_claimed: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

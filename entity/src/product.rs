@@ -11,6 +11,8 @@ pub struct Model {
     pub description: Option<String>,
     pub price_cents: i64,
     pub stock: i32,
+    /// Bumped by every write of the row (stock included): the product's strong `ETag`.
+    pub version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub deleted_at: Option<DateTimeUtc>,

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
     Deserialize,
     ToSchema,
 )]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(24))")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     /// Stock reserved, payment queued.
@@ -39,6 +39,100 @@ pub enum OrderStatus {
     /// Cancelled; stock restored.
     #[sea_orm(string_value = "CANCELLED")]
     Cancelled,
+    /// Paid, and part of the money refunded.
+    #[sea_orm(string_value = "PARTIALLY_REFUNDED")]
+    PartiallyRefunded,
+    /// Paid, and all of the money refunded.
+    #[sea_orm(string_value = "REFUNDED")]
+    Refunded,
+}
+
+/// Where a refund stands.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RefundStatus {
+    /// Asked for; an attempt is running or the next one is due at `nextAttemptAt`.
+    #[sea_orm(string_value = "PENDING")]
+    Pending,
+    /// The money went back; the order counts it in `refunded`.
+    #[sea_orm(string_value = "SUCCEEDED")]
+    Succeeded,
+    /// Out of attempts; nothing was refunded or restocked.
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+}
+
+/// Why a product's stock moved.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum MovementReason {
+    /// Reserved by an order line.
+    #[sea_orm(string_value = "order")]
+    Order,
+    /// Put back by a cancelled order.
+    #[sea_orm(string_value = "cancel")]
+    Cancel,
+    /// Put back by an order whose payment failed.
+    #[sea_orm(string_value = "payment_failed")]
+    PaymentFailed,
+    /// Put back by an order whose customer's action expired.
+    #[sea_orm(string_value = "expired")]
+    Expired,
+    /// Put back by a refund's restock line.
+    #[sea_orm(string_value = "refund")]
+    Refund,
+    /// An admin received goods.
+    #[sea_orm(string_value = "restock")]
+    Restock,
+    /// An admin corrected the count (also `PUT`/`PATCH` with `stock`, and a new
+    /// product's first stock).
+    #[sea_orm(string_value = "correction")]
+    Correction,
+    /// An admin wrote off damaged goods.
+    #[sea_orm(string_value = "damage")]
+    Damage,
+    /// A customer's return an admin put back on the shelf.
+    #[sea_orm(string_value = "return")]
+    Return,
+    #[sea_orm(string_value = "other")]
+    Other,
+}
+
+impl MovementReason {
+    /// The reasons an admin may give to `POST /products/{id}/stock-adjustments`.
+    pub const ADJUSTMENTS: [Self; 5] = [
+        Self::Restock,
+        Self::Correction,
+        Self::Damage,
+        Self::Return,
+        Self::Other,
+    ];
 }
 
 /// Where a payment stands.

@@ -28,15 +28,15 @@ use crate::{
 /// The PostgreSQL channel that says the log grew (sent at commit).
 pub const CHANNEL: &str = "shop_events";
 
-/// Who caused an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Who caused an event (or a stock movement).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Actor {
     pub kind: ActorKind,
     pub id: Option<Uuid>,
 }
 
 /// The kinds of actor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ActorKind {
     User,
@@ -46,7 +46,14 @@ pub enum ActorKind {
 }
 
 impl ActorKind {
-    fn as_str(self) -> &'static str {
+    /// The stored form; `None` for one this service does not write.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::User, Self::Admin, Self::Worker, Self::System]
+            .into_iter()
+            .find(|kind| kind.as_str() == raw)
+    }
+
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::User => "user",
             Self::Admin => "admin",
@@ -60,6 +67,12 @@ impl Actor {
     /// A payment worker.
     pub const WORKER: Self = Self {
         kind: ActorKind::Worker,
+        id: None,
+    };
+
+    /// The service itself (seeding, migrations).
+    pub const SYSTEM: Self = Self {
+        kind: ActorKind::System,
         id: None,
     };
 
@@ -96,6 +109,8 @@ impl NewEvent {
             OrderStatus::Completed => "completed",
             OrderStatus::Failed => "failed",
             OrderStatus::Cancelled => "cancelled",
+            OrderStatus::PartiallyRefunded => "partially_refunded",
+            OrderStatus::Refunded => "refunded",
         };
         Self {
             kind: format!("order.{status}"),

@@ -44,6 +44,9 @@ pub struct OrderResponse {
     pub status: OrderStatus,
     #[schema(value_type = String, example = "25.00")]
     pub total: Money,
+    /// The money refunded so far (succeeded refunds).
+    #[schema(value_type = String, example = "0.00")]
+    pub refunded: Money,
     pub currency: String,
     pub payment_method: PaymentMethod,
     pub created_at: DateTime<Utc>,

@@ -2,7 +2,7 @@
 
 use axum::{
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -16,7 +16,7 @@ use crate::{
     auth::AuthUser,
     error::{AppError, AppResult, Problem},
     extract::{Json, Path, Query},
-    idempotency::IdempotencyKey,
+    idempotency,
     pagination::Page,
     state::AppState,
 };
@@ -48,38 +48,12 @@ async fn create_order(
     headers: HeaderMap,
     Json(body): Json<serde_json::Value>,
 ) -> AppResult<Response> {
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let raw = value.to_str().map_err(|_| {
-                AppError::bad_request(
-                    "invalid_idempotency_key",
-                    "Idempotency-Key must be printable text.",
-                )
-            })?;
-            Some(IdempotencyKey::new(user.id, raw, &body)?)
-        }
-    };
+    let key = idempotency::from_headers(&headers, user.id, &body)?;
     let request: CreateOrderRequest = serde_json::from_value(body)
         .map_err(|err| AppError::bad_request("invalid_body", err.to_string()))?;
     match service::place(&state.orders, &user, request, key).await? {
         Placed::Created(order) => Ok((StatusCode::CREATED, Json(order)).into_response()),
-        Placed::Replayed { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut response = (status, body).into_response();
-            let content_type = if status.is_success() {
-                "application/json"
-            } else {
-                "application/problem+json"
-            };
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(response)
-        }
+        Placed::Replayed { status, body } => Ok(idempotency::replay_response(status, body)),
     }
 }
 

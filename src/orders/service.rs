@@ -82,6 +82,7 @@ pub async fn place(
         method,
         currency: &config.currency,
         max_attempts: i32::from(config.payments.max_attempts),
+        actor: Actor::caller(user),
     };
     let result = async {
         let txn = db::begin_write(&orders.db).await?;
@@ -314,7 +315,7 @@ pub async fn cancel(orders: &Orders, caller: &AuthUser, id: Uuid) -> AppResult<O
     visible_row(&orders.db, caller, id).await?;
     let txn = db::begin_write(&orders.db).await?;
     let now = clock::now();
-    let Some(moved) = lifecycle::cancel(&txn, id, now).await? else {
+    let Some(moved) = lifecycle::cancel(&txn, id, Actor::caller(caller), now).await? else {
         txn.rollback().await?;
         let now = visible(&orders.db, caller, id).await?;
         let detail = if now.payment.status == PaymentStatus::Processing {

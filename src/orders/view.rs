@@ -115,6 +115,7 @@ impl OrderView {
             user_id: order.user_id,
             status: order.status,
             total: Money::from_cents(order.total_cents),
+            refunded: Money::from_cents(order.refunded_cents),
             currency: order.currency.clone(),
             payment_method: order.payment_method,
             created_at: order.created_at,

@@ -7,6 +7,7 @@ use super::worker::Environment;
 use crate::{
     clock, db,
     error::{AppError, AppResult},
+    events::Actor,
     lifecycle,
     notifier::detached,
     orders::{dto::OrderResponse, view::OrderView},
@@ -16,7 +17,11 @@ use crate::{
 /// payment and the order go back to `PENDING`, and the job leaves the dead list for the
 /// ready queue.
 #[tracing::instrument(skip_all, fields(%payment_id))]
-pub async fn retry(env: &Environment, payment_id: Uuid) -> AppResult<OrderResponse> {
+pub async fn retry(
+    env: &Environment,
+    actor: Actor,
+    payment_id: Uuid,
+) -> AppResult<OrderResponse> {
     let dead = env
         .queue
         .dead_job(payment_id)
@@ -27,7 +32,7 @@ pub async fn retry(env: &Environment, payment_id: Uuid) -> AppResult<OrderRespon
         })?
         .ok_or_else(|| AppError::not_found("dead job"))?;
     let txn = db::begin_write(&env.db).await?;
-    let moved = match lifecycle::revive(&txn, payment_id, clock::now()).await? {
+    let moved = match lifecycle::revive(&txn, payment_id, actor, clock::now()).await? {
         Ok(moved) => moved,
         Err(problem) => {
             txn.rollback().await?;

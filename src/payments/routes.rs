@@ -10,6 +10,7 @@ use super::{dead, worker::Environment};
 use crate::{
     auth::AuthUser,
     error::{AppError, AppResult, Problem},
+    events::Actor,
     extract::{Json, Path},
     orders::dto::OrderResponse,
     queue::{DeadJob, QueueCounts},
@@ -77,5 +78,5 @@ async fn retry_dead_job(
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<OrderResponse>> {
     user.require_admin()?;
-    Ok(Json(dead::retry(&Environment::from(&state), id).await?))
+    Ok(Json(dead::retry(&Environment::from(&state), Actor::caller(&user), id).await?))
 }

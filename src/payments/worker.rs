@@ -38,11 +38,13 @@ const DRAIN: Duration = Duration::from_secs(20);
 pub struct Environment {
     pub db: DatabaseConnection,
     pub queue: std::sync::Arc<dyn JobQueue>,
+    /// The refunds' queue: refunds run on the same workers, with the same policy.
+    pub refund_queue: std::sync::Arc<dyn JobQueue>,
     pub notifier: Notifier,
     pub config: PaymentConfig,
 }
 
-fn to_chrono(d: Duration) -> chrono::Duration {
+pub(crate) fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -453,7 +455,7 @@ pub async fn sweep(env: &Environment) -> AppResult<u64> {
     Ok(requeued)
 }
 
-/// Runs [`sweep`] every `SWEEP_INTERVAL` until `shutdown`.
+/// Runs [`sweep`] and the refunds' sweep every `SWEEP_INTERVAL` until `shutdown`.
 pub async fn run_sweeper(env: Environment, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(env.config.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -463,6 +465,9 @@ pub async fn run_sweeper(env: Environment, shutdown: CancellationToken) {
             _ = tick.tick() => {
                 if let Err(err) = sweep(&env).await {
                     tracing::warn!(error = ?err, "sweep failed; trying again next interval");
+                }
+                if let Err(err) = crate::refunds::worker::sweep(&env).await {
+                    tracing::warn!(error = ?err, "refund sweep failed; trying again next interval");
                 }
             }
         }

@@ -28,6 +28,9 @@ pub struct ProductResponse {
     pub updated_at: DateTime<Utc>,
     /// Set once the product is soft-deleted.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The row's version: sent as the `ETag` header, not in the body.
+    #[serde(skip)]
+    pub version: i64,
 }
 
 impl ProductResponse {
@@ -42,6 +45,7 @@ impl ProductResponse {
             created_at: product.created_at,
             updated_at: product.updated_at,
             deleted_at: product.deleted_at,
+            version: product.version,
         }
     }
 }

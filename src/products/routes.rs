@@ -2,7 +2,7 @@
 
 use axum::{
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{
     dto::{NewProduct, ProductInput, ProductListQuery, ProductResponse},
     service::{self, Catalog},
+    stock::{self, AdjustmentInput, MovementPage, MovementQuery, StockAudit, StockMovement},
 };
 use crate::{
     auth::AuthUser,
@@ -18,6 +19,7 @@ use crate::{
     events::Actor,
     extract::{Json, Path, Query},
     pagination::Page,
+    precondition::{Precondition, etag_header},
     state::AppState,
 };
 
@@ -40,6 +42,14 @@ pub fn router() -> OpenApiRouter<AppState> {
             patch_product,
             delete_product
         ))
+        .routes(routes!(adjust_stock))
+        .routes(routes!(stock_movements))
+        .routes(routes!(stock_audit))
+}
+
+/// A product with its `ETag`.
+fn tagged(product: ProductResponse) -> (HeaderMap, Json<ProductResponse>) {
+    (etag_header(product.version), Json(product))
 }
 
 /// A page of the catalog.
@@ -66,7 +76,7 @@ async fn list_products(
     security((), ("bearer" = [])),
     params(("id" = Uuid, Path, description = "Product id")),
     responses(
-        (status = 200, body = ProductResponse),
+        (status = 200, body = ProductResponse, headers(("ETag" = String, description = "The product's version, for `If-Match`"))),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
@@ -75,9 +85,8 @@ async fn get_product(
     caller: Option<AuthUser>,
     Path(id): Path<Uuid>,
 ) -> AppResult<Response> {
-    Ok(json(
-        service::get(&catalog(&state), caller.as_ref(), id).await?,
-    ))
+    let (body, version) = service::get(&catalog(&state), caller.as_ref(), id).await?;
+    Ok((etag_header(version), json(body)).into_response())
 }
 
 /// A JSON answer from text already serialized (by the cache or for it).
@@ -90,7 +99,7 @@ fn json(body: String) -> Response {
     security(("bearer" = [])),
     request_body = NewProduct,
     responses(
-        (status = 201, body = ProductResponse),
+        (status = 201, body = ProductResponse, headers(("ETag" = String, description = "The product's version, for `If-Match`"))),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -99,73 +108,153 @@ async fn create_product(
     State(state): State<AppState>,
     user: AuthUser,
     Json(body): Json<ProductInput>,
-) -> AppResult<(StatusCode, Json<ProductResponse>)> {
+) -> AppResult<(StatusCode, HeaderMap, Json<ProductResponse>)> {
     user.require_admin()?;
-    Ok((
-        StatusCode::CREATED,
-        Json(service::create(&catalog(&state), Actor::caller(&user), body).await?),
-    ))
+    let (headers, body) =
+        tagged(service::create(&catalog(&state), Actor::caller(&user), body).await?);
+    Ok((StatusCode::CREATED, headers, body))
 }
 
-/// Change any of a product's fields (ADMIN).
+/// Change any of a product's fields (ADMIN). A new `stock` is recorded in the ledger as a
+/// `correction` of the difference; with `If-Match`, only if the product is unchanged.
 #[utoipa::path(put, path = "/products/{id}", tag = "products",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Product id")),
+    params(("id" = Uuid, Path, description = "Product id"), IfMatchHeader),
     request_body = ProductInput,
     responses(
-        (status = 200, body = ProductResponse),
+        (status = 200, body = ProductResponse, headers(("ETag" = String, description = "The product's new version"))),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`precondition_failed`: `If-Match` names no current version; nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn put_product(
     State(state): State<AppState>,
     user: AuthUser,
+    Precondition(precondition): Precondition,
     Path(id): Path<Uuid>,
     Json(body): Json<ProductInput>,
-) -> AppResult<Json<ProductResponse>> {
+) -> AppResult<(HeaderMap, Json<ProductResponse>)> {
     user.require_admin()?;
-    Ok(Json(
-        service::update(&catalog(&state), Actor::caller(&user), id, body).await?,
+    let actor = Actor::caller(&user);
+    Ok(tagged(
+        service::update(&catalog(&state), actor, id, body, precondition.as_ref()).await?,
     ))
 }
 
 /// Change any of a product's fields (ADMIN); the same as `PUT`.
 #[utoipa::path(patch, path = "/products/{id}", tag = "products",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Product id")),
+    params(("id" = Uuid, Path, description = "Product id"), IfMatchHeader),
     request_body = ProductInput,
     responses(
-        (status = 200, body = ProductResponse),
+        (status = 200, body = ProductResponse, headers(("ETag" = String, description = "The product's new version"))),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`precondition_failed`: `If-Match` names no current version; nothing changed", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn patch_product(
     state: State<AppState>,
     user: AuthUser,
+    precondition: Precondition,
     id: Path<Uuid>,
     body: Json<ProductInput>,
-) -> AppResult<Json<ProductResponse>> {
-    put_product(state, user, id, body).await
+) -> AppResult<(HeaderMap, Json<ProductResponse>)> {
+    put_product(state, user, precondition, id, body).await
 }
 
 /// Soft-delete a product (ADMIN); orders that reference it keep working.
 #[utoipa::path(delete, path = "/products/{id}", tag = "products",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Product id")),
+    params(("id" = Uuid, Path, description = "Product id"), IfMatchHeader),
     responses(
-        (status = 200, body = ProductResponse),
+        (status = 200, body = ProductResponse, headers(("ETag" = String, description = "The product's new version"))),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`precondition_failed`: `If-Match` names no current version; nothing changed", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn delete_product(
     State(state): State<AppState>,
     user: AuthUser,
+    Precondition(precondition): Precondition,
     Path(id): Path<Uuid>,
-) -> AppResult<Json<ProductResponse>> {
+) -> AppResult<(HeaderMap, Json<ProductResponse>)> {
     user.require_admin()?;
-    Ok(Json(
-        service::delete(&catalog(&state), Actor::caller(&user), id).await?,
+    let actor = Actor::caller(&user);
+    Ok(tagged(
+        service::delete(&catalog(&state), actor, id, precondition.as_ref()).await?,
     ))
+}
+
+/// The `If-Match` request header of the product writes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documents a header, read by the `Precondition` extractor
+struct IfMatchHeader {
+    /// The `ETag` read before (or `*`): the write applies only if the product is still at
+    /// that version, else 412 and nothing changes.
+    #[param(rename = "If-Match", example = "\"3\"")]
+    if_match: Option<String>,
+}
+
+/// Move a product's stock by a delta, with a reason (ADMIN). Safe beside any number of
+/// concurrent orders: the stock never goes below zero.
+#[utoipa::path(post, path = "/products/{id}/stock-adjustments", tag = "products",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id")),
+    request_body = AdjustmentInput,
+    responses(
+        (status = 201, description = "The movement recorded", body = StockMovement),
+        (status = 400, description = "Malformed id or body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product, or it is deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`insufficient_stock`: it would go below zero; nothing changed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn adjust_stock(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    Json(body): Json<AdjustmentInput>,
+) -> AppResult<(StatusCode, Json<StockMovement>)> {
+    user.require_admin()?;
+    let movement = stock::adjust(&catalog(&state), Actor::caller(&user), id, body).await?;
+    Ok((StatusCode::CREATED, Json(movement)))
+}
+
+/// A product's stock movements, newest first, by cursor (ADMIN).
+#[utoipa::path(get, path = "/products/{id}/stock-movements", tag = "products",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id"), MovementQuery),
+    responses(
+        (status = 200, body = MovementPage),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad `after` or `limit`", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn stock_movements(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<Uuid>,
+    Query(query): Query<MovementQuery>,
+) -> AppResult<Json<MovementPage>> {
+    user.require_admin()?;
+    Ok(Json(stock::movements(&state.db, id, query).await?))
+}
+
+/// Every product's stock against the sum of its movements (ADMIN): lists any drift.
+#[utoipa::path(get, path = "/admin/stock/audit", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = StockAudit),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn stock_audit(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<StockAudit>> {
+    user.require_admin()?;
+    Ok(Json(stock::audit(&state.db).await?))
 }

@@ -1,9 +1,9 @@
 //! Catalog rules: listing, search, admin writes and soft delete. Knows nothing about HTTP.
 
-use entity::product;
+use entity::{MovementReason, product};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use uuid::Uuid;
@@ -20,8 +20,10 @@ use crate::{
     domain::{Money, check_text},
     error::{AppError, AppResult, FieldErrors},
     events::{self, Actor, NewEvent},
+    inventory::{self, Cause, MAX_STOCK},
     notifier::{Notifier, detached},
     pagination::{Page, PageRequest},
+    precondition::{self, IfMatch},
 };
 
 /// What the catalog's rules use: the database, the read cache and the store's currency.
@@ -36,7 +38,7 @@ impl Catalog<'_> {
     /// After a write and its event committed: the relay reads the log, and cached catalog
     /// reads are invalidated, from a task of its own (a client hanging up cannot leave the
     /// cache unbumped).
-    async fn changed(&self) {
+    pub(super) async fn changed(&self) {
         self.notifier.events_written();
         let notifier = self.notifier.clone();
         detached(async move { notifier.catalog_changed().await }).await;
@@ -59,7 +61,6 @@ impl Catalog<'_> {
     }
 }
 
-const MAX_STOCK: i64 = 1_000_000_000;
 const MAX_QUERY_CHARS: usize = 100;
 
 /// A page of the catalog as JSON. Soft-deleted products only appear for admins who ask;
@@ -173,20 +174,31 @@ async fn read_page(
     Ok(Page::new(items, page, total))
 }
 
-/// One product as JSON; soft-deleted ones are visible to admins only. Served from the
-/// cache when it can be (admins always read the database).
-pub async fn get(catalog: &Catalog<'_>, caller: Option<&AuthUser>, id: Uuid) -> AppResult<String> {
+/// One product as JSON with its version (the `ETag`); soft-deleted ones are visible to
+/// admins only. Served from the cache when it can be (admins always read the database).
+pub async fn get(
+    catalog: &Catalog<'_>,
+    caller: Option<&AuthUser>,
+    id: Uuid,
+) -> AppResult<(String, i64)> {
     let admin = caller.is_some_and(AuthUser::is_admin);
     let cache = (!admin).then(|| format!("item:{id}"));
-    cached(catalog, cache, || async {
+    let entry = cached(catalog, cache, || async {
         let product = product::Entity::find_by_id(id)
             .one(catalog.db)
             .await?
             .filter(|p| p.deleted_at.is_none() || admin)
             .ok_or_else(|| AppError::not_found("product"))?;
-        to_json(&ProductResponse::new(product, catalog.currency))
+        let version = product.version;
+        let json = to_json(&ProductResponse::new(product, catalog.currency))?;
+        Ok(format!("{version} {json}"))
     })
-    .await
+    .await?;
+    // Cached as `<version> <json>`.
+    entry
+        .split_once(' ')
+        .and_then(|(version, json)| Some((json.to_owned(), version.parse().ok()?)))
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("malformed cached product")))
 }
 
 /// Serves `key` from the cache under the catalog's current version, or computes, stores
@@ -215,7 +227,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> AppResult<String> {
     serde_json::to_string(value).map_err(|err| AppError::Internal(err.into()))
 }
 
-/// Adds a product to the catalog.
+/// Adds a product to the catalog; its first stock is the ledger's first movement.
 #[tracing::instrument(skip_all, fields(product_id = tracing::field::Empty))]
 pub async fn create(
     catalog: &Catalog<'_>,
@@ -240,6 +252,7 @@ pub async fn create(
         description: Set(changes.description.flatten()),
         price_cents: Set(changes.price.map(Money::cents).unwrap_or_default()),
         stock: Set(changes.stock.unwrap_or_default()),
+        version: Set(1),
         created_at: Set(now),
         updated_at: Set(now),
         deleted_at: Set(None),
@@ -247,31 +260,37 @@ pub async fn create(
     let txn = db::begin_write(catalog.db).await?;
     let product = model.insert(&txn).await?;
     tracing::Span::current().record("product_id", tracing::field::display(product.id));
+    let cause = Cause::manual(MovementReason::Correction, actor, Some("initial stock"));
+    inventory::opening(&txn, std::slice::from_ref(&product), cause, now).await?;
     let created = catalog.commit(txn, "created", product, actor).await?;
     tracing::info!("product created");
     Ok(created)
 }
 
-/// Changes the given fields of a product that is not deleted.
+/// Changes the given fields of a product that is not deleted, if `precondition` (its
+/// `If-Match`) still holds. A new `stock` is recorded as a `correction` of the difference
+/// from the stock at that moment, so concurrent reservations are never lost from the books.
 #[tracing::instrument(skip_all, fields(product_id = %id))]
 pub async fn update(
     catalog: &Catalog<'_>,
     actor: Actor,
     id: Uuid,
     input: ProductInput,
+    precondition: Option<&IfMatch>,
 ) -> AppResult<ProductResponse> {
     let changes = validate(input, FieldErrors::new())?;
-    let product = product::Entity::find_by_id(id)
-        .one(catalog.db)
-        .await?
-        .filter(|p| p.deleted_at.is_none())
-        .ok_or_else(|| AppError::not_found("product"))?;
     if changes.is_empty() {
+        // Nothing to write: only whether the precondition would hold.
+        let product = live(catalog, id).await?;
+        if precondition.is_some_and(|p| !p.matches(product.version)) {
+            return Err(precondition::failed("product"));
+        }
         return Ok(ProductResponse::new(product, catalog.currency));
     }
+    let now = clock::now();
     let mut model = product::ActiveModel {
         id: Set(id),
-        updated_at: Set(clock::now()),
+        updated_at: Set(now),
         ..Default::default()
     };
     if let Some(name) = changes.name {
@@ -283,41 +302,78 @@ pub async fn update(
     if let Some(price) = changes.price {
         model.price_cents = Set(price.cents());
     }
-    if let Some(stock) = changes.stock {
-        model.stock = Set(stock);
-    }
-    // Conditional on the row still being live, so a concurrent delete wins cleanly.
+    // The first statement writes the row (so it is locked until commit, and its stock is
+    // the current one), on the condition that it is live and still matches `If-Match`.
     let txn = db::begin_write(catalog.db).await?;
-    let updated = product::Entity::update_many()
+    let mut update = product::Entity::update_many()
         .set(model)
+        .col_expr(
+            product::Column::Version,
+            Expr::col(product::Column::Version).add(1),
+        )
         .filter(product::Column::Id.eq(id))
-        .filter(product::Column::DeletedAt.is_null())
-        .exec_with_returning(&txn)
-        .await?;
-    let Some(product) = updated.into_iter().next() else {
+        .filter(product::Column::DeletedAt.is_null());
+    if let Some(versions) = precondition.and_then(IfMatch::versions) {
+        update = update.filter(product::Column::Version.is_in(versions.iter().copied()));
+    }
+    let Some(mut product) = update.exec_with_returning(&txn).await?.into_iter().next() else {
         txn.rollback().await?;
-        return Err(AppError::not_found("product"));
+        // Tell a missing product from a stale `If-Match`.
+        live(catalog, id).await?;
+        return Err(precondition::failed("product"));
     };
+    if let Some(stock) = changes.stock {
+        let cause = Cause::manual(MovementReason::Correction, actor, None);
+        product = inventory::set(&txn, product, stock, cause, now).await?;
+    }
     catalog.commit(txn, "updated", product, actor).await
 }
 
-/// Soft-deletes a product; deleting it again answers the same product unchanged.
+/// A product that is not deleted; 404 otherwise.
+async fn live(catalog: &Catalog<'_>, id: Uuid) -> AppResult<product::Model> {
+    product::Entity::find_by_id(id)
+        .one(catalog.db)
+        .await?
+        .filter(|p| p.deleted_at.is_none())
+        .ok_or_else(|| AppError::not_found("product"))
+}
+
+/// Soft-deletes a product if `precondition` still holds; deleting it again answers the
+/// same product unchanged.
 #[tracing::instrument(skip_all, fields(product_id = %id))]
-pub async fn delete(catalog: &Catalog<'_>, actor: Actor, id: Uuid) -> AppResult<ProductResponse> {
+pub async fn delete(
+    catalog: &Catalog<'_>,
+    actor: Actor,
+    id: Uuid,
+    precondition: Option<&IfMatch>,
+) -> AppResult<ProductResponse> {
+    let now = clock::now();
+    let txn = db::begin_write(catalog.db).await?;
+    let mut update = product::Entity::update_many()
+        .col_expr(product::Column::DeletedAt, Expr::value(Some(now)))
+        .col_expr(product::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            product::Column::Version,
+            Expr::col(product::Column::Version).add(1),
+        )
+        .filter(product::Column::Id.eq(id))
+        .filter(product::Column::DeletedAt.is_null());
+    if let Some(versions) = precondition.and_then(IfMatch::versions) {
+        update = update.filter(product::Column::Version.is_in(versions.iter().copied()));
+    }
+    if let Some(product) = update.exec_with_returning(&txn).await?.into_iter().next() {
+        return catalog.commit(txn, "deleted", product, actor).await;
+    }
+    txn.rollback().await?;
     let product = product::Entity::find_by_id(id)
         .one(catalog.db)
         .await?
         .ok_or_else(|| AppError::not_found("product"))?;
-    if product.deleted_at.is_some() {
-        return Ok(ProductResponse::new(product, catalog.currency));
+    if product.deleted_at.is_none() || precondition.is_some_and(|p| !p.matches(product.version))
+    {
+        return Err(precondition::failed("product"));
     }
-    let now = clock::now();
-    let mut model = product.into_active_model();
-    model.deleted_at = Set(Some(now));
-    model.updated_at = Set(now);
-    let txn = db::begin_write(catalog.db).await?;
-    let product = model.update(&txn).await?;
-    catalog.commit(txn, "deleted", product, actor).await
+    Ok(ProductResponse::new(product, catalog.currency))
 }
 
 /// Validated field values; `None` means "leave unchanged".
