@@ -11,6 +11,7 @@ mod concurrency;
 mod edges;
 mod events;
 mod idempotency;
+mod money;
 mod orders;
 mod payments;
 mod products;
