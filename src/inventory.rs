@@ -116,9 +116,7 @@ async fn record<C: ConnectionTrait>(txn: &C, rows: &[stock_movement::Model]) -> 
         return Ok(());
     }
     stock_movement::Entity::insert_many(
-        rows.iter()
-            .cloned()
-            .map(stock_movement::ActiveModel::from),
+        rows.iter().cloned().map(stock_movement::ActiveModel::from),
     )
     .exec_without_returning(txn)
     .await?;

@@ -32,7 +32,9 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use entity::{MovementReason, OrderStatus, PaymentMethod, PaymentStatus, order, order_item, payment};
+use entity::{
+    MovementReason, OrderStatus, PaymentMethod, PaymentStatus, order, order_item, payment,
+};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, SqlErr,
     sea_query::{Expr, ExprTrait},
@@ -319,7 +321,11 @@ pub async fn give_up<C: ConnectionTrait>(
     error: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Option<Moved>> {
-    let cause = Cause::order(MovementReason::PaymentFailed, attempt.order_id, Actor::WORKER);
+    let cause = Cause::order(
+        MovementReason::PaymentFailed,
+        attempt.order_id,
+        Actor::WORKER,
+    );
     fail(txn, owns_attempt(attempt), error, cause, now).await
 }
 
@@ -533,7 +539,11 @@ pub async fn settle_refund<C: ConnectionTrait>(
         .await?
         .into_iter()
         .next()
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("refunded order {order_id} is not refundable")))?;
+        .ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!(
+                "refunded order {order_id} is not refundable"
+            ))
+        })?;
     let status = if refunded.refunded_cents >= refunded.total_cents {
         OrderStatus::Refunded
     } else {
@@ -542,7 +552,9 @@ pub async fn settle_refund<C: ConnectionTrait>(
     let order = move_orders(txn, [order_id], &REFUNDABLE, status, now)
         .await?
         .pop()
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("refunded order {order_id} did not move")))?;
+        .ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!("refunded order {order_id} did not move"))
+        })?;
     let cause = Cause::order(MovementReason::Refund, order_id, Actor::WORKER);
     inventory::put_back(txn, restock, cause, now).await?;
     Ok(order)

@@ -80,7 +80,9 @@ pub fn failed(what: &str) -> AppError {
     AppError::new(
         StatusCode::PRECONDITION_FAILED,
         "precondition_failed",
-        format!("The {what} changed since you read it (If-Match does not match its ETag); nothing was changed. Read it again and retry."),
+        format!(
+            "The {what} changed since you read it (If-Match does not match its ETag); nothing was changed. Read it again and retry."
+        ),
     )
 }
 
@@ -127,7 +129,14 @@ mod tests {
 
     #[test]
     fn weak_foreign_and_garbled_tags_match_nothing() {
-        for raw in ["W/\"7\"", "7", "\"seven\"", "\"7", "", "\"99999999999999999999\""] {
+        for raw in [
+            "W/\"7\"",
+            "7",
+            "\"seven\"",
+            "\"7",
+            "",
+            "\"99999999999999999999\"",
+        ] {
             let parsed = parse(&[raw]).unwrap();
             assert!(!parsed.matches(7), "{raw:?} matched");
             assert_eq!(parsed, IfMatch::Versions(vec![]), "{raw:?}");

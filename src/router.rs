@@ -27,9 +27,9 @@ use crate::{
     error::{method_not_allowed, panic_response, problem_response, route_not_found},
     events, health, metrics,
     openapi::ApiDoc,
-    orders, payments, products,
+    orders, payments, products, refunds,
     state::AppState,
-    refunds, webhooks,
+    webhooks,
 };
 
 /// The largest request body accepted.

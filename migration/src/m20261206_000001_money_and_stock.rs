@@ -121,7 +121,9 @@ impl MigrationTrait for Migration {
             ("orders", "refund_claimed_cents"),
             ("orders", "refunded_cents"),
         ] {
-            if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::Postgres {
+            if manager.get_database_backend()
+                == sea_orm_migration::sea_orm::DatabaseBackend::Postgres
+            {
                 manager
                     .get_connection()
                     .execute_unprepared(&format!(

@@ -17,11 +17,7 @@ use crate::{
 /// payment and the order go back to `PENDING`, and the job leaves the dead list for the
 /// ready queue.
 #[tracing::instrument(skip_all, fields(%payment_id))]
-pub async fn retry(
-    env: &Environment,
-    actor: Actor,
-    payment_id: Uuid,
-) -> AppResult<OrderResponse> {
+pub async fn retry(env: &Environment, actor: Actor, payment_id: Uuid) -> AppResult<OrderResponse> {
     let dead = env
         .queue
         .dead_job(payment_id)

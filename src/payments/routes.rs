@@ -78,5 +78,7 @@ async fn retry_dead_job(
     Path(id): Path<Uuid>,
 ) -> AppResult<Json<OrderResponse>> {
     user.require_admin()?;
-    Ok(Json(dead::retry(&Environment::from(&state), Actor::caller(&user), id).await?))
+    Ok(Json(
+        dead::retry(&Environment::from(&state), Actor::caller(&user), id).await?,
+    ))
 }

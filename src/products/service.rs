@@ -369,8 +369,7 @@ pub async fn delete(
         .one(catalog.db)
         .await?
         .ok_or_else(|| AppError::not_found("product"))?;
-    if product.deleted_at.is_none() || precondition.is_some_and(|p| !p.matches(product.version))
-    {
+    if product.deleted_at.is_none() || precondition.is_some_and(|p| !p.matches(product.version)) {
         return Err(precondition::failed("product"));
     }
     Ok(ProductResponse::new(product, catalog.currency))

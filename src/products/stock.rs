@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use entity::{MovementReason, product, status, stock_movement};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -36,7 +36,11 @@ pub struct AdjustmentInput {
     #[schema(value_type = AdjustmentReason)]
     pub reason: Option<String>,
     /// A delivery note, a ticket: up to 200 characters, no control characters.
-    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$", example = "PO-1042")]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+        example = "PO-1042"
+    )]
     pub reference: Option<String>,
 }
 
@@ -53,7 +57,9 @@ fn delta_schema() -> utoipa::openapi::schema::Schema {
         OneOfBuilder::new()
             .item(range(1, MAX_STOCK))
             .item(range(-MAX_STOCK, -1))
-            .description(Some("Units to add (positive) or take off (negative); not 0"))
+            .description(Some(
+                "Units to add (positive) or take off (negative); not 0",
+            ))
             .examples([serde_json::json!(24)])
             .build(),
     )
@@ -284,7 +290,8 @@ pub async fn movements(
     if product::Entity::find_by_id(id).count(db).await? == 0 {
         return Err(AppError::not_found("product"));
     }
-    let mut select = stock_movement::Entity::find().filter(stock_movement::Column::ProductId.eq(id));
+    let mut select =
+        stock_movement::Entity::find().filter(stock_movement::Column::ProductId.eq(id));
     if let Some(after) = after {
         select = select.filter(stock_movement::Column::Id.lt(after));
     }
@@ -334,7 +341,10 @@ pub async fn audit(db: &DatabaseConnection) -> AppResult<StockAudit> {
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("the audit's totals are missing")))?;
     snapshot.commit().await?;
     if !drift.is_empty() {
-        tracing::error!(products = drift.len(), "stock drift: stock differs from the sum of its movements");
+        tracing::error!(
+            products = drift.len(),
+            "stock drift: stock differs from the sum of its movements"
+        );
     }
     Ok(StockAudit {
         checked_at: clock::now(),

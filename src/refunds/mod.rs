@@ -56,7 +56,11 @@ pub struct RefundInput {
     #[schema(schema_with = amount_schema)]
     pub amount: Option<AmountInput>,
     /// Why (up to 500 characters).
-    #[schema(max_length = 500, pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$", example = "damaged in transit")]
+    #[schema(
+        max_length = 500,
+        pattern = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$",
+        example = "damaged in transit"
+    )]
     pub reason: Option<String>,
     /// Units to put back on the shelf when the refund succeeds: never more of a line than
     /// was ordered less what other refunds restock.
@@ -191,7 +195,10 @@ pub fn event(row: &refund::Model, user_id: Uuid, actor: Actor) -> AppResult<NewE
 pub enum Requested {
     Created(RefundResponse),
     /// A repeat of an earlier request with the same `Idempotency-Key`.
-    Replayed { status: u16, body: String },
+    Replayed {
+        status: u16,
+        body: String,
+    },
 }
 
 /// A validated request.
@@ -463,7 +470,11 @@ fn too_much(left: i64) -> AppError {
 }
 
 /// The refunds of an order, oldest first, for its owner or an admin (404 for anyone else).
-pub async fn list(db: &DatabaseConnection, caller: &AuthUser, order_id: Uuid) -> AppResult<RefundList> {
+pub async fn list(
+    db: &DatabaseConnection,
+    caller: &AuthUser,
+    order_id: Uuid,
+) -> AppResult<RefundList> {
     order::Entity::find_by_id(order_id)
         .one(db)
         .await?

@@ -80,7 +80,10 @@ async fn start_attempts<C: ConnectionTrait>(
 async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
     let now = clock::now();
     let started = start_attempts(&env.db, ids, to_chrono(env.config.lease), now).await?;
-    for id in ids.iter().filter(|id| !started.iter().any(|r| r.id == **id)) {
+    for id in ids
+        .iter()
+        .filter(|id| !started.iter().any(|r| r.id == **id))
+    {
         not_started(env, *id).await?;
     }
     if started.is_empty() {
@@ -96,8 +99,12 @@ async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
             }
             if rand::random::<f64>() < env.config.refund_failure_rate {
                 crate::metrics::refund_attempt("transient");
-                transient_failure(env, &attempt, "the provider did not answer in time (simulated)")
-                    .await
+                transient_failure(
+                    env,
+                    &attempt,
+                    "the provider did not answer in time (simulated)",
+                )
+                .await
             } else {
                 crate::metrics::refund_attempt("succeeded");
                 succeed(env, &attempt).await
@@ -128,7 +135,8 @@ async fn succeed(env: &Environment, attempt: &refund::Model) -> AppResult<()> {
         return Ok(());
     };
     let lines: Vec<Line> = restock_lines(&done)?.into_iter().map(Line::from).collect();
-    let order = lifecycle::settle_refund(&txn, done.order_id, done.amount_cents, &lines, now).await?;
+    let order =
+        lifecycle::settle_refund(&txn, done.order_id, done.amount_cents, &lines, now).await?;
     let view = OrderView::load(&txn, order.id)
         .await?
         .ok_or_else(|| AppError::not_found("order"))?;
@@ -149,7 +157,11 @@ async fn succeed(env: &Environment, attempt: &refund::Model) -> AppResult<()> {
 }
 
 /// After a transient failure: a retry with backoff, or out of attempts, the refund fails.
-async fn transient_failure(env: &Environment, attempt: &refund::Model, error: &str) -> AppResult<()> {
+async fn transient_failure(
+    env: &Environment,
+    attempt: &refund::Model,
+    error: &str,
+) -> AppResult<()> {
     let number = u32::try_from(attempt.attempts).unwrap_or(u32::MAX);
     let policy = RetryPolicy {
         max_attempts: u32::try_from(attempt.max_attempts).unwrap_or(0),
@@ -163,7 +175,10 @@ async fn transient_failure(env: &Environment, attempt: &refund::Model, error: &s
     let txn = db::begin_write(&env.db).await?;
     let Some(waiting) = refund::Entity::update_many()
         .col_expr(refund::Column::NextAttemptAt, Expr::value(Some(due)))
-        .col_expr(refund::Column::LastError, Expr::value(Some(error.to_owned())))
+        .col_expr(
+            refund::Column::LastError,
+            Expr::value(Some(error.to_owned())),
+        )
         .col_expr(refund::Column::UpdatedAt, Expr::value(now))
         .filter(owns_attempt(attempt))
         .exec_with_returning(&txn)
@@ -192,7 +207,10 @@ async fn fail(env: &Environment, attempt: &refund::Model, error: &str) -> AppRes
     let now = clock::now();
     let Some(failed) = refund::Entity::update_many()
         .col_expr(refund::Column::Status, Expr::value(RefundStatus::Failed))
-        .col_expr(refund::Column::LastError, Expr::value(Some(error.to_owned())))
+        .col_expr(
+            refund::Column::LastError,
+            Expr::value(Some(error.to_owned())),
+        )
         .col_expr(refund::Column::UpdatedAt, Expr::value(now))
         .filter(owns_attempt(attempt))
         .exec_with_returning(&txn)
@@ -203,7 +221,10 @@ async fn fail(env: &Environment, attempt: &refund::Model, error: &str) -> AppRes
         txn.rollback().await?;
         return Ok(());
     };
-    let lines: Vec<Line> = restock_lines(&failed)?.into_iter().map(Line::from).collect();
+    let lines: Vec<Line> = restock_lines(&failed)?
+        .into_iter()
+        .map(Line::from)
+        .collect();
     lifecycle::release_refund(&txn, failed.order_id, failed.amount_cents, &lines).await?;
     let owner = owner(&txn, failed.order_id).await?;
     events::record(&txn, vec![event(&failed, owner, Actor::WORKER)?], now).await?;
@@ -231,7 +252,10 @@ async fn not_started(env: &Environment, id: Uuid) -> AppResult<()> {
     match current {
         Some(row) if row.status == RefundStatus::Pending => {
             if let Some(due) = row.next_attempt_at
-                && let Err(err) = env.refund_queue.retry(id, Ord::max(due, clock::now())).await
+                && let Err(err) = env
+                    .refund_queue
+                    .retry(id, Ord::max(due, clock::now()))
+                    .await
             {
                 tracing::warn!(error = %err, "could not reschedule an early refund job; the sweeper will");
             }
@@ -304,7 +328,10 @@ pub async fn sweep(env: &Environment) -> AppResult<u64> {
     )
     .await?;
     if requeued > 0 {
-        tracing::info!(requeued, "sweeper re-enqueued refunds missing from the queue");
+        tracing::info!(
+            requeued,
+            "sweeper re-enqueued refunds missing from the queue"
+        );
     }
     Ok(requeued)
 }

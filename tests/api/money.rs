@@ -39,7 +39,9 @@ async fn refund(app: &TestApp, admin: &str, order: &str, body: Value) -> Answer 
 async fn refunds_settled(app: &TestApp, admin: &str, order: &str) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let answer = app.get(&format!("/orders/{order}/refunds"), Some(admin)).await;
+        let answer = app
+            .get(&format!("/orders/{order}/refunds"), Some(admin))
+            .await;
         let items = answer.expect(200)["items"].as_array().unwrap().clone();
         if items.iter().all(|r| r["status"] != "PENDING") {
             return items;
@@ -129,8 +131,13 @@ async fn a_storm_leaves_every_stock_equal_to_its_ledger(app: TestApp) {
     for i in 0..15 {
         let shop = &shop;
         steps.push(
-            async move { ("declined", shop.order_with(c(i), &[(p(i), 2)], "pm_decline").await) }
-                .boxed(),
+            async move {
+                (
+                    "declined",
+                    shop.order_with(c(i), &[(p(i), 2)], "pm_decline").await,
+                )
+            }
+            .boxed(),
         );
     }
     for i in 0..10 {
@@ -138,7 +145,10 @@ async fn a_storm_leaves_every_stock_equal_to_its_ledger(app: TestApp) {
         steps.push(
             async move {
                 let lines = [(p(i + 2), 1)];
-                ("expiring", shop.order_with(c(i), &lines, "pm_requires_action").await)
+                (
+                    "expiring",
+                    shop.order_with(c(i), &lines, "pm_requires_action").await,
+                )
             }
             .boxed(),
         );
@@ -178,7 +188,10 @@ async fn a_storm_leaves_every_stock_equal_to_its_ledger(app: TestApp) {
             async move {
                 let path = format!("/products/{}", p(i));
                 let body = json!({"stock": 250 + i});
-                ("put", shop.call(Method::PUT, &path, Some(admin), Some(body)).await)
+                (
+                    "put",
+                    shop.call(Method::PUT, &path, Some(admin), Some(body)).await,
+                )
             }
             .boxed(),
         );
@@ -232,8 +245,13 @@ async fn a_storm_leaves_every_stock_equal_to_its_ledger(app: TestApp) {
     for i in 0..10 {
         let shop = &shop;
         steps.push(
-            async move { ("paid", shop.order_with(c(i), &[(p(i), 1)], "pm_success").await) }
-                .boxed(),
+            async move {
+                (
+                    "paid",
+                    shop.order_with(c(i), &[(p(i), 1)], "pm_success").await,
+                )
+            }
+            .boxed(),
         );
         let admin = admin.as_str();
         steps.push(
@@ -279,7 +297,10 @@ async fn a_storm_leaves_every_stock_equal_to_its_ledger(app: TestApp) {
         let now = now.expect(200);
         let total: f64 = now["total"].as_str().unwrap().parse().unwrap();
         let shown: f64 = now["refunded"].as_str().unwrap().parse().unwrap();
-        assert!((refunded - shown).abs() < 0.001 && shown <= total + 0.001, "{now:#}");
+        assert!(
+            (refunded - shown).abs() < 0.001 && shown <= total + 0.001,
+            "{now:#}"
+        );
     }
 
     let mut reasons = BTreeSet::new();
@@ -361,7 +382,9 @@ async fn concurrent_partial_refunds_never_exceed_what_was_paid_or_ordered(app: T
     }
     assert_eq!(accepted, 5);
     refunds_settled(&shop, &admin, &id).await;
-    let order = shop.wait_for_order(&client, &id, &["PARTIALLY_REFUNDED"]).await;
+    let order = shop
+        .wait_for_order(&client, &id, &["PARTIALLY_REFUNDED"])
+        .await;
     assert_eq!(order["refunded"], "0.05");
     assert_eq!(shop.stock(&admin, &product).await, 5);
     assert_balanced(&shop, &admin, &product).await;
@@ -375,7 +398,10 @@ async fn two_admins_with_the_same_if_match_one_wins(app: TestApp) {
     let read = app.get(&path, None).await;
     read.expect(200);
     let etag = read.headers["etag"].to_str().unwrap().to_owned();
-    assert!(etag.starts_with('"') && etag.ends_with('"'), "a strong ETag: {etag}");
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"'),
+        "a strong ETag: {etag}"
+    );
     // Reading again (a view, not a write) keeps it.
     let again = app.get(&path, Some(&admin)).await;
     assert_eq!(again.headers["etag"], etag.as_str());
@@ -384,15 +410,24 @@ async fn two_admins_with_the_same_if_match_one_wins(app: TestApp) {
         let (app, admin, path, etag) = (&app, admin.as_str(), path.as_str(), etag.as_str());
         async move {
             let body = json!({"name": name, "stock": stock});
-            app.call_with(Method::PATCH, path, Some(admin), Some(body), &[("If-Match", etag)])
-                .await
+            app.call_with(
+                Method::PATCH,
+                path,
+                Some(admin),
+                Some(body),
+                &[("If-Match", etag)],
+            )
+            .await
         }
     };
     let (first, second) = tokio::join!(edit("Chair (oak)", 9), edit("Chair (pine)", 3));
     let (won, lost) = match (first.status.as_u16(), second.status.as_u16()) {
         (200, 412) => (first, second),
         (412, 200) => (second, first),
-        other => panic!("expected one 200 and one 412, got {other:?}: {:#} {:#}", first.body, second.body),
+        other => panic!(
+            "expected one 200 and one 412, got {other:?}: {:#} {:#}",
+            first.body, second.body
+        ),
     };
     lost.expect_problem(412, "precondition_failed");
     let new_etag = won.headers["etag"].to_str().unwrap().to_owned();
@@ -413,37 +448,78 @@ async fn two_admins_with_the_same_if_match_one_wins(app: TestApp) {
     // A stale tag still fails (PUT and DELETE too); a current one, `*` or none goes through.
     for method in [Method::PUT, Method::DELETE] {
         let stale = app
-            .call_with(method, &path, Some(&admin), Some(json!({"name": "x"})), &[("If-Match", &etag)])
+            .call_with(
+                method,
+                &path,
+                Some(&admin),
+                Some(json!({"name": "x"})),
+                &[("If-Match", &etag)],
+            )
             .await;
         stale.expect_problem(412, "precondition_failed");
     }
     let weak = format!("W/{new_etag}");
-    app.call_with(Method::PATCH, &path, Some(&admin), Some(json!({"name": "x"})), &[("If-Match", &weak)])
-        .await
-        .expect_problem(412, "precondition_failed");
+    app.call_with(
+        Method::PATCH,
+        &path,
+        Some(&admin),
+        Some(json!({"name": "x"})),
+        &[("If-Match", &weak)],
+    )
+    .await
+    .expect_problem(412, "precondition_failed");
     let listed = format!("\"999999\", {new_etag}");
     let current = app
-        .call_with(Method::PATCH, &path, Some(&admin), Some(json!({"name": "Chair"})), &[("If-Match", &listed)])
+        .call_with(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({"name": "Chair"})),
+            &[("If-Match", &listed)],
+        )
         .await;
     current.expect(200);
     let star = app
-        .call_with(Method::PATCH, &path, Some(&admin), Some(json!({"price": "31.00"})), &[("If-Match", "*")])
+        .call_with(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({"price": "31.00"})),
+            &[("If-Match", "*")],
+        )
         .await;
     star.expect(200);
     let plain = app
-        .call(Method::PATCH, &path, Some(&admin), Some(json!({"price": "32.00"})))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({"price": "32.00"})),
+        )
         .await;
     plain.expect(200);
     let latest = plain.headers["etag"].to_str().unwrap().to_owned();
     let deleted = app
-        .call_with(Method::DELETE, &path, Some(&admin), None, &[("If-Match", &latest)])
+        .call_with(
+            Method::DELETE,
+            &path,
+            Some(&admin),
+            None,
+            &[("If-Match", &latest)],
+        )
         .await;
     assert!(deleted.expect(200)["deletedAt"].is_string());
     // A missing product is a 404 whatever If-Match says.
     let missing = format!("/products/{}", uuid::Uuid::now_v7());
-    app.call_with(Method::PATCH, &missing, Some(&admin), Some(json!({"name": "x"})), &[("If-Match", "*")])
-        .await
-        .expect_problem(404, "not_found");
+    app.call_with(
+        Method::PATCH,
+        &missing,
+        Some(&admin),
+        Some(json!({"name": "x"})),
+        &[("If-Match", "*")],
+    )
+    .await
+    .expect_problem(404, "not_found");
 }
 
 async fn an_adjustment_below_zero_is_refused_and_changes_nothing(app: TestApp) {
@@ -454,10 +530,17 @@ async fn an_adjustment_below_zero_is_refused_and_changes_nothing(app: TestApp) {
     let etag = before.headers["etag"].to_str().unwrap().to_owned();
     let adjust = format!("{path}/stock-adjustments");
     let refused = app
-        .post(&adjust, Some(&admin), json!({"delta": -6, "reason": "damage"}))
+        .post(
+            &adjust,
+            Some(&admin),
+            json!({"delta": -6, "reason": "damage"}),
+        )
         .await;
     refused.expect_problem(409, "insufficient_stock");
-    assert_eq!(refused.body["errors"][&product][0], "requested 6, available 5");
+    assert_eq!(
+        refused.body["errors"][&product][0],
+        "requested 6, available 5"
+    );
     let after = app.get(&path, Some(&admin)).await;
     assert_eq!(after.expect(200)["stock"], 5);
     assert_eq!(after.headers["etag"], etag.as_str(), "nothing was written");
@@ -465,15 +548,23 @@ async fn an_adjustment_below_zero_is_refused_and_changes_nothing(app: TestApp) {
 
     // Down to exactly zero is fine; one more is not.
     let to_zero = app
-        .post(&adjust, Some(&admin), json!({"delta": -5, "reason": "damage", "reference": "flood"}))
+        .post(
+            &adjust,
+            Some(&admin),
+            json!({"delta": -5, "reason": "damage", "reference": "flood"}),
+        )
         .await;
     let movement = to_zero.expect(201);
     assert_eq!(movement["stockAfter"], 0);
     assert_eq!(movement["delta"], -5);
     assert_eq!(movement["reference"], "flood");
-    app.post(&adjust, Some(&admin), json!({"delta": -1, "reason": "other"}))
-        .await
-        .expect_problem(409, "insufficient_stock");
+    app.post(
+        &adjust,
+        Some(&admin),
+        json!({"delta": -1, "reason": "other"}),
+    )
+    .await
+    .expect_problem(409, "insufficient_stock");
     assert_eq!(app.stock(&admin, &product).await, 0);
     assert_balanced(&app, &admin, &product).await;
 }
@@ -486,45 +577,87 @@ async fn adjustments_and_movements_are_validated_and_paged(app: TestApp) {
     for (body, field) in [
         (json!({"reason": "restock"}), "delta"),
         (json!({"delta": 0, "reason": "restock"}), "delta"),
-        (json!({"delta": 2_000_000_000i64, "reason": "restock"}), "delta"),
+        (
+            json!({"delta": 2_000_000_000i64, "reason": "restock"}),
+            "delta",
+        ),
         (json!({"delta": 1}), "reason"),
         (json!({"delta": 1, "reason": "order"}), "reason"),
         (json!({"delta": 1, "reason": "gift"}), "reason"),
-        (json!({"delta": 1, "reason": "other", "reference": "x".repeat(201)}), "reference"),
-        (json!({"delta": 1, "reason": "other", "reference": "a\u{0}b"}), "reference"),
+        (
+            json!({"delta": 1, "reason": "other", "reference": "x".repeat(201)}),
+            "reference",
+        ),
+        (
+            json!({"delta": 1, "reason": "other", "reference": "a\u{0}b"}),
+            "reference",
+        ),
     ] {
         let answer = app.post(&adjust, Some(&admin), body.clone()).await;
         answer.expect_problem(422, "validation_failed");
-        assert!(answer.body["errors"][field].is_array(), "{body}: {:#}", answer.body);
+        assert!(
+            answer.body["errors"][field].is_array(),
+            "{body}: {:#}",
+            answer.body
+        );
     }
-    app.post(&adjust, Some(&admin), json!({"delta": "1", "reason": "other"}))
-        .await
-        .expect(400);
-    app.post(&adjust, Some(&client), json!({"delta": 1, "reason": "other"}))
-        .await
-        .expect_problem(403, "forbidden");
+    app.post(
+        &adjust,
+        Some(&admin),
+        json!({"delta": "1", "reason": "other"}),
+    )
+    .await
+    .expect(400);
+    app.post(
+        &adjust,
+        Some(&client),
+        json!({"delta": 1, "reason": "other"}),
+    )
+    .await
+    .expect_problem(403, "forbidden");
     let unknown = format!("/products/{}/stock-adjustments", uuid::Uuid::now_v7());
-    app.post(&unknown, Some(&admin), json!({"delta": 1, "reason": "other"}))
-        .await
-        .expect_problem(404, "not_found");
-    app.post(&adjust, Some(&admin), json!({"delta": 999_999_990, "reason": "correction"}))
-        .await
-        .expect(201);
+    app.post(
+        &unknown,
+        Some(&admin),
+        json!({"delta": 1, "reason": "other"}),
+    )
+    .await
+    .expect_problem(404, "not_found");
+    app.post(
+        &adjust,
+        Some(&admin),
+        json!({"delta": 999_999_990, "reason": "correction"}),
+    )
+    .await
+    .expect(201);
     let over = app
-        .post(&adjust, Some(&admin), json!({"delta": 1, "reason": "restock"}))
+        .post(
+            &adjust,
+            Some(&admin),
+            json!({"delta": 1, "reason": "restock"}),
+        )
         .await;
     over.expect_problem(422, "validation_failed");
     assert_eq!(app.stock(&admin, &product).await, 1_000_000_000);
 
     // PUT stock is a correction of the difference.
     let put = app
-        .call(Method::PUT, &format!("/products/{product}"), Some(&admin), Some(json!({"stock": 40})))
+        .call(
+            Method::PUT,
+            &format!("/products/{product}"),
+            Some(&admin),
+            Some(json!({"stock": 40})),
+        )
         .await;
     put.expect(200);
     for i in 0..4 {
-        app.post(&adjust, Some(&admin), json!({"delta": i + 1, "reason": "restock", "reference": format!("R{i}")}))
-            .await
-            .expect(201);
+        app.post(
+            &adjust,
+            Some(&admin),
+            json!({"delta": i + 1, "reason": "restock", "reference": format!("R{i}")}),
+        )
+        .await
+        .expect(201);
     }
     let all = movements(&app, &admin, &product).await;
     assert_eq!(all.len(), 7);
@@ -541,19 +674,46 @@ async fn adjustments_and_movements_are_validated_and_paged(app: TestApp) {
     let first = app.get(&format!("{base}?limit=3"), Some(&admin)).await;
     let first = first.expect(200).clone();
     assert_eq!(first["hasMore"], true);
-    let ids = |page: &Value| -> Vec<Value> { page["items"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect() };
-    assert_eq!(ids(&first), all[..3].iter().map(|m| m["id"].clone()).collect::<Vec<_>>());
+    let ids = |page: &Value| -> Vec<Value> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].clone())
+            .collect()
+    };
+    assert_eq!(
+        ids(&first),
+        all[..3].iter().map(|m| m["id"].clone()).collect::<Vec<_>>()
+    );
     let cursor = first["nextCursor"].as_str().unwrap();
-    let second = app.get(&format!("{base}?limit=3&after={cursor}"), Some(&admin)).await;
-    assert_eq!(ids(second.expect(200)), all[3..6].iter().map(|m| m["id"].clone()).collect::<Vec<_>>());
+    let second = app
+        .get(&format!("{base}?limit=3&after={cursor}"), Some(&admin))
+        .await;
+    assert_eq!(
+        ids(second.expect(200)),
+        all[3..6]
+            .iter()
+            .map(|m| m["id"].clone())
+            .collect::<Vec<_>>()
+    );
     for bad in ["?after=nope", "?limit=0", "?limit=101"] {
-        app.get(&format!("{base}{bad}"), Some(&admin)).await.expect_problem(422, "validation_failed");
+        app.get(&format!("{base}{bad}"), Some(&admin))
+            .await
+            .expect_problem(422, "validation_failed");
     }
-    app.get(&base, Some(&client)).await.expect_problem(403, "forbidden");
-    app.get(&format!("/products/{}/stock-movements", uuid::Uuid::now_v7()), Some(&admin))
+    app.get(&base, Some(&client))
         .await
-        .expect_problem(404, "not_found");
-    app.get("/admin/stock/audit", Some(&client)).await.expect_problem(403, "forbidden");
+        .expect_problem(403, "forbidden");
+    app.get(
+        &format!("/products/{}/stock-movements", uuid::Uuid::now_v7()),
+        Some(&admin),
+    )
+    .await
+    .expect_problem(404, "not_found");
+    app.get("/admin/stock/audit", Some(&client))
+        .await
+        .expect_problem(403, "forbidden");
     let audit = assert_audit_clean(&app, &admin).await;
     assert_eq!(audit["products"], 1);
     assert_eq!(audit["movements"], 7);
@@ -567,19 +727,36 @@ async fn a_refund_restocks_moves_the_order_and_is_told_once(app: TestApp) {
     let kettle = shop.product(&admin, "Kettle", "20.00", 10).await;
     let cup = shop.product(&admin, "Cup", "2.50", 10).await;
     // Not paid (waiting for the customer), then cancelled: not refundable.
-    let unpaid = shop.order_with(&client, &[(&cup, 1)], "pm_requires_action").await;
+    let unpaid = shop
+        .order_with(&client, &[(&cup, 1)], "pm_requires_action")
+        .await;
     let unpaid = unpaid.expect(201)["id"].as_str().unwrap().to_owned();
-    assert_eq!(shop.wait_for_order(&client, &unpaid, &["PROCESSING"]).await["refunded"], "0.00");
-    refund(&shop, &admin, &unpaid, json!({})).await.expect_problem(409, "order_not_refundable");
-    shop.post(&format!("/orders/{unpaid}/cancel"), Some(&client), json!({})).await.expect(200);
-    refund(&shop, &admin, &unpaid, json!({})).await.expect_problem(409, "order_not_refundable");
+    assert_eq!(
+        shop.wait_for_order(&client, &unpaid, &["PROCESSING"]).await["refunded"],
+        "0.00"
+    );
+    refund(&shop, &admin, &unpaid, json!({}))
+        .await
+        .expect_problem(409, "order_not_refundable");
+    shop.post(
+        &format!("/orders/{unpaid}/cancel"),
+        Some(&client),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    refund(&shop, &admin, &unpaid, json!({}))
+        .await
+        .expect_problem(409, "order_not_refundable");
 
     let placed = shop.order(&client, &[(&kettle, 1), (&cup, 4)]).await;
     let id = placed.expect(201)["id"].as_str().unwrap().to_owned();
     shop.wait_for_order(&client, &id, &["COMPLETED"]).await;
 
     // Who may, and what is checked.
-    refund(&shop, &client, &id, json!({})).await.expect_problem(403, "forbidden");
+    refund(&shop, &client, &id, json!({}))
+        .await
+        .expect_problem(403, "forbidden");
     refund(&shop, &admin, &uuid::Uuid::now_v7().to_string(), json!({}))
         .await
         .expect_problem(404, "not_found");
@@ -587,39 +764,82 @@ async fn a_refund_restocks_moves_the_order_and_is_told_once(app: TestApp) {
         (json!({"amount": 0}), "amount"),
         (json!({"amount": "1.005"}), "amount"),
         (json!({"reason": "x".repeat(501)}), "reason"),
-        (json!({"restock": [{"productId": "nope", "quantity": 1}]}), "restock[0].productId"),
-        (json!({"restock": [{"productId": cup, "quantity": 0}]}), "restock[0].quantity"),
-        (json!({"restock": [{"productId": cup, "quantity": 1}, {"productId": cup, "quantity": 1}]}), "restock[1].productId"),
+        (
+            json!({"restock": [{"productId": "nope", "quantity": 1}]}),
+            "restock[0].productId",
+        ),
+        (
+            json!({"restock": [{"productId": cup, "quantity": 0}]}),
+            "restock[0].quantity",
+        ),
+        (
+            json!({"restock": [{"productId": cup, "quantity": 1}, {"productId": cup, "quantity": 1}]}),
+            "restock[1].productId",
+        ),
     ] {
         let answer = refund(&shop, &admin, &id, body.clone()).await;
         answer.expect_problem(422, "validation_failed");
-        assert!(answer.body["errors"][field].is_array(), "{body}: {:#}", answer.body);
+        assert!(
+            answer.body["errors"][field].is_array(),
+            "{body}: {:#}",
+            answer.body
+        );
     }
     refund(&shop, &admin, &id, json!({"amount": "30.01"}))
         .await
         .expect_problem(422, "refund_exceeds_remaining");
-    let too_many = refund(&shop, &admin, &id, json!({"restock": [{"productId": cup, "quantity": 5}]})).await;
+    let too_many = refund(
+        &shop,
+        &admin,
+        &id,
+        json!({"restock": [{"productId": cup, "quantity": 5}]}),
+    )
+    .await;
     too_many.expect_problem(422, "restock_exceeds_order");
-    let stranger = refund(&shop, &admin, &id, json!({"restock": [{"productId": uuid::Uuid::now_v7(), "quantity": 1}]})).await;
+    let stranger = refund(
+        &shop,
+        &admin,
+        &id,
+        json!({"restock": [{"productId": uuid::Uuid::now_v7(), "quantity": 1}]}),
+    )
+    .await;
     stranger.expect_problem(422, "restock_exceeds_order");
     // A refused request claimed nothing.
-    assert_eq!(shop.get(&format!("/orders/{id}/refunds"), Some(&admin)).await.expect(200)["items"], json!([]));
+    assert_eq!(
+        shop.get(&format!("/orders/{id}/refunds"), Some(&admin))
+            .await
+            .expect(200)["items"],
+        json!([])
+    );
 
     // A partial refund with restock, asked twice with one Idempotency-Key.
     let body = json!({"amount": "5.00", "reason": "chipped cups", "restock": [{"productId": cup, "quantity": 2}]});
     let key = [("Idempotency-Key", "refund-cups-1")];
     let path = format!("/orders/{id}/refunds");
-    let first = shop.call_with(Method::POST, &path, Some(&admin), Some(body.clone()), &key).await;
+    let first = shop
+        .call_with(Method::POST, &path, Some(&admin), Some(body.clone()), &key)
+        .await;
     let created = first.expect(202).clone();
     assert_eq!(created["status"], "PENDING");
     assert_eq!(created["amount"], "5.00");
     assert_eq!(created["reason"], "chipped cups");
-    assert_eq!(created["restock"], json!([{"productId": cup, "quantity": 2}]));
-    let repeat = shop.call_with(Method::POST, &path, Some(&admin), Some(body), &key).await;
+    assert_eq!(
+        created["restock"],
+        json!([{"productId": cup, "quantity": 2}])
+    );
+    let repeat = shop
+        .call_with(Method::POST, &path, Some(&admin), Some(body), &key)
+        .await;
     assert_eq!(repeat.expect(202)["id"], created["id"]);
     assert_eq!(repeat.headers["idempotent-replayed"], "true");
     let other_body = shop
-        .call_with(Method::POST, &path, Some(&admin), Some(json!({"amount": "1.00"})), &key)
+        .call_with(
+            Method::POST,
+            &path,
+            Some(&admin),
+            Some(json!({"amount": "1.00"})),
+            &key,
+        )
         .await;
     other_body.expect_problem(422, "idempotency_key_reused");
 
@@ -627,7 +847,9 @@ async fn a_refund_restocks_moves_the_order_and_is_told_once(app: TestApp) {
     assert_eq!(settled.len(), 1);
     assert_eq!(settled[0]["status"], "SUCCEEDED");
     assert_eq!(settled[0]["attempts"], 1);
-    let order = shop.wait_for_order(&client, &id, &["PARTIALLY_REFUNDED"]).await;
+    let order = shop
+        .wait_for_order(&client, &id, &["PARTIALLY_REFUNDED"])
+        .await;
     assert_eq!(order["refunded"], "5.00");
     assert_eq!(shop.stock(&admin, &cup).await, 10 - 4 + 2);
     let last = &movements(&shop, &admin, &cup).await[0];
@@ -648,8 +870,12 @@ async fn a_refund_restocks_moves_the_order_and_is_told_once(app: TestApp) {
     // The owner sees the refunds and hears each step once; another client sees nothing.
     let listed = shop.get(&path, Some(&client)).await;
     assert_eq!(listed.expect(200)["items"].as_array().unwrap().len(), 2);
-    shop.get(&path, Some(&other)).await.expect_problem(404, "not_found");
-    let history = shop.get(&format!("/orders/{id}/events"), Some(&client)).await;
+    shop.get(&path, Some(&other))
+        .await
+        .expect_problem(404, "not_found");
+    let history = shop
+        .get(&format!("/orders/{id}/events"), Some(&client))
+        .await;
     let kinds: Vec<&str> = history.expect(200)["items"]
         .as_array()
         .unwrap()
@@ -672,13 +898,31 @@ async fn a_refund_restocks_moves_the_order_and_is_told_once(app: TestApp) {
             "order.refunded"
         ]
     );
-    let events = shop.get(&format!("/events?orderId={id}&type=order.refunded"), Some(&client)).await;
+    let events = shop
+        .get(
+            &format!("/events?orderId={id}&type=order.refunded"),
+            Some(&client),
+        )
+        .await;
     let refunded = &events.expect(200)["items"][0]["data"];
     assert_eq!(refunded["status"], "REFUNDED");
     assert_eq!(refunded["refunded"], "30.00");
-    refund(&shop, &admin, &id, json!({})).await.expect_problem(409, "order_not_refundable");
-    let metrics = shop.client.get(format!("{}/metrics", shop.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("refunds_total{outcome=\"succeeded\"}"), "{metrics}");
+    refund(&shop, &admin, &id, json!({}))
+        .await
+        .expect_problem(409, "order_not_refundable");
+    let metrics = shop
+        .client
+        .get(format!("{}/metrics", shop.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("refunds_total{outcome=\"succeeded\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("refunded_amount_cents_total"), "{metrics}");
     assert_balanced(&shop, &admin, &cup).await;
     assert_audit_clean(&shop, &admin).await;
@@ -686,14 +930,20 @@ async fn a_refund_restocks_moves_the_order_and_is_told_once(app: TestApp) {
 
 async fn a_refund_that_keeps_failing_gives_its_claim_back(app: TestApp) {
     let admin = app.admin().await;
-    let failing = with_workers(&app, &[("REFUND_FAILURE_RATE", "1"), ("PAYMENT_MAX_ATTEMPTS", "3")]).await;
+    let failing = with_workers(
+        &app,
+        &[("REFUND_FAILURE_RATE", "1"), ("PAYMENT_MAX_ATTEMPTS", "3")],
+    )
+    .await;
     let (client, _) = failing.client_user().await;
     let product = failing.product(&admin, "Vase", "12.00", 3).await;
     let placed = failing.order(&client, &[(&product, 2)]).await;
     let id = placed.expect(201)["id"].as_str().unwrap().to_owned();
     failing.wait_for_order(&client, &id, &["COMPLETED"]).await;
     let body = json!({"restock": [{"productId": product, "quantity": 2}]});
-    refund(&failing, &admin, &id, body.clone()).await.expect(202);
+    refund(&failing, &admin, &id, body.clone())
+        .await
+        .expect(202);
     // While it is pending, nothing more can be claimed.
     refund(&failing, &admin, &id, json!({"amount": "0.01"}))
         .await
@@ -701,12 +951,23 @@ async fn a_refund_that_keeps_failing_gives_its_claim_back(app: TestApp) {
     let settled = refunds_settled(&failing, &admin, &id).await;
     assert_eq!(settled[0]["status"], "FAILED");
     assert_eq!(settled[0]["attempts"], 3);
-    assert!(settled[0]["lastError"].as_str().unwrap().contains("simulated"));
+    assert!(
+        settled[0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("simulated")
+    );
     let order = failing.get(&format!("/orders/{id}"), Some(&client)).await;
     assert_eq!(order.expect(200)["status"], "COMPLETED");
     assert_eq!(order.body["refunded"], "0.00");
-    assert_eq!(failing.stock(&admin, &product).await, 1, "nothing restocked");
-    let history = failing.get(&format!("/orders/{id}/events?"), Some(&admin)).await;
+    assert_eq!(
+        failing.stock(&admin, &product).await,
+        1,
+        "nothing restocked"
+    );
+    let history = failing
+        .get(&format!("/orders/{id}/events?"), Some(&admin))
+        .await;
     let kinds: Vec<&str> = history.expect(200)["items"]
         .as_array()
         .unwrap()
@@ -714,7 +975,15 @@ async fn a_refund_that_keeps_failing_gives_its_claim_back(app: TestApp) {
         .map(|e| e["type"].as_str().unwrap())
         .filter(|k| k.starts_with("refund."))
         .collect();
-    assert_eq!(kinds, ["refund.pending", "refund.pending", "refund.pending", "refund.failed"]);
+    assert_eq!(
+        kinds,
+        [
+            "refund.pending",
+            "refund.pending",
+            "refund.pending",
+            "refund.failed"
+        ]
+    );
     // The claim came back: the whole amount and the units may be refunded again.
     let again = refund(&failing, &admin, &id, body).await;
     assert_eq!(again.expect(202)["amount"], "24.00");
