@@ -270,8 +270,13 @@ async fn a_storm_leaves_every_stock_equal_to_its_ledger(app: TestApp) {
             "refund" => {
                 assert!(
                     answer.status == 202
-                        || ["refund_exceeds_remaining", "restock_exceeds_order"]
-                            .contains(&answer.code()),
+                        || [
+                            "refund_exceeds_remaining",
+                            "restock_exceeds_order",
+                            // The other refunds of the order succeeded first.
+                            "order_not_refundable",
+                        ]
+                        .contains(&answer.code()),
                     "{:#}",
                     answer.body
                 );
