@@ -30,10 +30,10 @@ pub const MAX_REFERENCE_CHARS: usize = 200;
 pub struct AdjustmentInput {
     /// Units to add (positive) or take off (negative); not 0, at most 1,000,000,000 either
     /// way.
-    #[schema(schema_with = delta_schema)]
+    #[schema(schema_with = delta_schema, required = true)]
     pub delta: Option<WholeNumber>,
     /// Why the stock moves.
-    #[schema(value_type = AdjustmentReason)]
+    #[schema(value_type = AdjustmentReason, required = true)]
     pub reason: Option<String>,
     /// A delivery note, a ticket: up to 200 characters, no control characters.
     #[schema(

@@ -48,6 +48,10 @@ async fn openapi_describes_every_route(app: TestApp) {
         ("/events", &["get"]),
         ("/events/stream", &["get"]),
         ("/orders/{id}/events", &["get"]),
+        ("/orders/{id}/refunds", &["get", "post"]),
+        ("/products/{id}/stock-adjustments", &["post"]),
+        ("/products/{id}/stock-movements", &["get"]),
+        ("/admin/stock/audit", &["get"]),
         ("/webhooks", &["get", "post"]),
         ("/webhooks/{id}", &["get", "patch", "delete"]),
         ("/webhooks/{id}/rotate-secret", &["post"]),
@@ -105,6 +109,29 @@ async fn openapi_describes_every_route(app: TestApp) {
             "PATCH {status}"
         );
     }
+    for status in [
+        "202", "400", "401", "403", "404", "409", "413", "415", "422", "429", "503",
+    ] {
+        assert!(
+            statuses("/orders/{id}/refunds", "post").contains(&status.to_owned()),
+            "POST /orders/{{id}}/refunds {status}"
+        );
+    }
+    for method in ["put", "patch", "delete"] {
+        assert!(
+            statuses("/products/{id}", method).contains(&"412".to_owned()),
+            "{method} /products/{{id}} 412"
+        );
+        let parameters = paths["/products/{id}"][method]["parameters"].as_array().unwrap();
+        assert!(
+            parameters.iter().any(|p| p["name"] == "If-Match" && p["in"] == "header"),
+            "{method} /products/{{id}} If-Match"
+        );
+    }
+    assert!(
+        paths["/products/{id}"]["get"]["responses"]["200"]["headers"]["ETag"].is_object(),
+        "GET /products/{{id}} ETag"
+    );
     for status in ["200", "400", "401", "403", "422", "429", "503"] {
         assert!(
             statuses("/products", "get").contains(&status.to_owned()),
