@@ -1,5 +1,5 @@
 //! The `shop` command: `shop serve` (the default) runs the API and, unless `WORKERS=0`,
-//! payment and webhook workers; `shop worker` runs only those workers (needs `REDIS_URL`);
+//! payment, refund and webhook workers; `shop worker` runs only those workers (needs `REDIS_URL`);
 //! `shop healthcheck` probes a running instance (for container health checks).
 
 use std::{process::ExitCode, time::Duration};

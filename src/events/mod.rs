@@ -205,8 +205,8 @@ pub struct Event {
     /// `{kind: user|admin|worker|system, id}`: who caused it.
     #[schema(value_type = Object)]
     pub actor: Value,
-    /// The order (`order.*`), the `/payment` payload (`payment.*`) or the product
-    /// (`product.*`), as it was then.
+    /// The order (`order.*`), the `/payment` payload (`payment.*`), the refund
+    /// (`refund.*`) or the product (`product.*`), as it was then.
     #[schema(value_type = Object)]
     pub data: Value,
 }

@@ -182,7 +182,8 @@ pub async fn get(
     id: Uuid,
 ) -> AppResult<(String, i64)> {
     let admin = caller.is_some_and(AuthUser::is_admin);
-    let cache = (!admin).then(|| format!("item:{id}"));
+    // Entries hold `<version> <json>` (a key of their own: plain JSON was cached before).
+    let cache = (!admin).then(|| format!("product:{id}"));
     let entry = cached(catalog, cache, || async {
         let product = product::Entity::find_by_id(id)
             .one(catalog.db)

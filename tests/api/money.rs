@@ -8,7 +8,10 @@ use futures::{FutureExt, future::BoxFuture};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Answer, TestApp};
+use crate::{
+    helpers::{Answer, TestApp},
+    socket::{Auth, Listener},
+};
 
 both_backends!(
     a_storm_leaves_every_stock_equal_to_its_ledger,
@@ -754,6 +757,9 @@ async fn a_refund_restocks_moves_the_order_and_is_told_once(app: TestApp) {
         .await
         .expect_problem(409, "order_not_refundable");
 
+    let mut listening = Listener::connect(shop.port, "/orders", Auth::Payload(&client))
+        .await
+        .unwrap();
     let placed = shop.order(&client, &[(&kettle, 1), (&cup, 4)]).await;
     let id = placed.expect(201)["id"].as_str().unwrap().to_owned();
     shop.wait_for_order(&client, &id, &["COMPLETED"]).await;
@@ -869,6 +875,24 @@ async fn a_refund_restocks_moves_the_order_and_is_told_once(app: TestApp) {
     refunds_settled(&shop, &admin, &id).await;
     let order = shop.wait_for_order(&client, &id, &["REFUNDED"]).await;
     assert_eq!(order["refunded"], "30.00");
+    // Socket.IO `/orders` sent the order at each of its status changes, refunds included.
+    let heard = listening.until(|o| o["id"] == id.as_str() && o["status"] == "REFUNDED").await;
+    let statuses: Vec<(&str, &str)> = heard
+        .iter()
+        .filter(|o| o["id"] == id.as_str())
+        .map(|o| (o["status"].as_str().unwrap(), o["refunded"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("PENDING", "0.00"),
+            ("PROCESSING", "0.00"),
+            ("COMPLETED", "0.00"),
+            ("PARTIALLY_REFUNDED", "5.00"),
+            ("REFUNDED", "30.00")
+        ]
+    );
+    listening.close().await;
     assert_eq!(shop.stock(&admin, &cup).await, 10);
     assert_eq!(shop.stock(&admin, &kettle).await, 10);
 
