@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shop-target}"
-cargo build --release --quiet --bins
+cargo build --release --quiet --workspace --bins
 
 products="${BENCH_PRODUCTS:-1000}"
 movements="${BENCH_MOVEMENTS:-1000000}"

@@ -217,8 +217,8 @@ pub enum Refused {
     AboveMax,
 }
 
-/// Adds `delta` (≠ 0) to a live product's stock, never below zero nor above
-/// [`MAX_STOCK`], whatever runs concurrently: one conditional update.
+/// Adds `delta` (≠ 0) to a live product's stock, never below zero (taking off) nor above
+/// [`MAX_STOCK`] (adding), whatever runs concurrently: one conditional update.
 pub async fn adjust<C: ConnectionTrait>(
     txn: &C,
     product_id: Uuid,
@@ -226,21 +226,22 @@ pub async fn adjust<C: ConnectionTrait>(
     cause: Cause<'_>,
     now: DateTime<Utc>,
 ) -> AppResult<Result<(product::Model, stock_movement::Model), Refused>> {
-    let within = Expr::col(product::Column::Stock).add(delta);
+    // Taking off is bounded below only, adding above only: a product that is above the
+    // most (restocked by returns) can still be written down.
+    let after = Expr::col(product::Column::Stock).add(delta);
+    let bound = if delta < 0 {
+        after.gte(0)
+    } else {
+        after.lte(MAX_STOCK)
+    };
     let guard = Condition::all()
         .add(product::Column::DeletedAt.is_null())
-        .add(within.clone().gte(0))
-        .add(within.lte(MAX_STOCK));
+        .add(bound);
     let Some(product) = shift(txn, product_id, delta, guard, now).await? else {
         let current = product::Entity::find_by_id(product_id).one(txn).await?;
         return Ok(Err(match current {
-            Some(p) if p.deleted_at.is_none() => {
-                if i64::from(p.stock) + i64::from(delta) < 0 {
-                    Refused::BelowZero { stock: p.stock }
-                } else {
-                    Refused::AboveMax
-                }
-            }
+            Some(p) if p.deleted_at.is_none() && delta < 0 => Refused::BelowZero { stock: p.stock },
+            Some(p) if p.deleted_at.is_none() => Refused::AboveMax,
             _ => Refused::Missing,
         }));
     };

@@ -496,24 +496,34 @@ pub async fn release_refund<C: ConnectionTrait>(
     amount_cents: i64,
     restock: &[Line],
 ) -> AppResult<()> {
-    order::Entity::update_many()
+    let released = order::Entity::update_many()
         .col_expr(
             order::Column::RefundClaimedCents,
             Expr::col(order::Column::RefundClaimedCents).sub(amount_cents),
         )
         .filter(order::Column::Id.eq(order_id))
+        .filter(order::Column::RefundClaimedCents.gte(amount_cents))
         .exec(txn)
         .await?;
+    let mut released = released.rows_affected == 1;
     for line in restock {
-        order_item::Entity::update_many()
+        let given_back = order_item::Entity::update_many()
             .col_expr(
                 order_item::Column::RestockClaimed,
                 Expr::col(order_item::Column::RestockClaimed).sub(line.quantity),
             )
             .filter(order_item::Column::OrderId.eq(order_id))
             .filter(order_item::Column::ProductId.eq(line.product_id))
+            .filter(order_item::Column::RestockClaimed.gte(line.quantity))
             .exec(txn)
             .await?;
+        released &= given_back.rows_affected == 1;
+    }
+    if !released {
+        // The caller rolls back: a claim is never given back twice.
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "order {order_id} holds less than the refund claimed"
+        )));
     }
     Ok(())
 }

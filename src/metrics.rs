@@ -125,18 +125,25 @@ pub async fn render(State(state): State<AppState>) -> Response {
         }
         Err(err) => tracing::warn!(error = %err, "metrics: cannot count orders"),
     }
-    match state.queue.counts().await {
-        Ok(counts) => {
-            for (name, n) in [
-                ("ready", counts.ready),
-                ("delayed", counts.delayed),
-                ("processing", counts.processing),
-                ("dead", counts.dead),
-            ] {
-                metrics::gauge!("payment_queue_jobs", "state" => name).set(n as f64);
+    for (gauge, queue) in [
+        ("payment_queue_jobs", &state.queue),
+        ("refund_queue_jobs", &state.refund_queue),
+    ] {
+        match queue.counts().await {
+            Ok(counts) => {
+                for (name, n) in [
+                    ("ready", counts.ready),
+                    ("delayed", counts.delayed),
+                    ("processing", counts.processing),
+                    ("dead", counts.dead),
+                ] {
+                    metrics::gauge!(gauge, "state" => name).set(n as f64);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, queue = gauge, "metrics: cannot read the queue")
             }
         }
-        Err(err) => tracing::warn!(error = %err, "metrics: cannot read the queue"),
     }
     let mut response = handle().render().into_response();
     response.headers_mut().insert(

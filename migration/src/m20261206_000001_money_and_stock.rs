@@ -105,6 +105,13 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // The statuses the older schema knows: a refunded order was paid.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "UPDATE orders SET status = 'COMPLETED' WHERE status IN ('PARTIALLY_REFUNDED', 'REFUNDED')",
+            )
+            .await?;
         for table in ["refunds", "stock_movements"] {
             manager
                 .drop_table(

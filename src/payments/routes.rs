@@ -31,6 +31,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct QueueView {
     pub payments: QueueCounts,
+    /// The refunds' queue (a refund out of attempts fails and gives its claim back; it
+    /// leaves no dead job).
+    pub refunds: QueueCounts,
+    /// The webhook deliveries' queue.
+    pub webhooks: QueueCounts,
     /// The newest dead jobs (payments that ran out of attempts), at most 100.
     pub dead_jobs: Vec<DeadJob>,
 }
@@ -55,8 +60,12 @@ async fn queue_view(State(state): State<AppState>, user: AuthUser) -> AppResult<
         .dead_jobs(DEAD_JOBS_SHOWN)
         .await
         .map_err(unavailable)?;
+    let refunds = state.refund_queue.counts().await.map_err(unavailable)?;
+    let webhooks = state.webhook_queue.counts().await.map_err(unavailable)?;
     Ok(Json(QueueView {
         payments,
+        refunds,
+        webhooks,
         dead_jobs,
     }))
 }

@@ -188,7 +188,7 @@ pub async fn adjust(
             errors.insert("delta".into(), vec!["must not be 0".into()]);
             None
         }
-        Some(d) if d.abs() <= MAX_STOCK => Some(d as i32),
+        Some(d) if (-MAX_STOCK..=MAX_STOCK).contains(&d) => Some(d as i32),
         Some(_) => {
             errors.insert(
                 "delta".into(),

@@ -364,24 +364,27 @@ async fn record(
     wanted: Wanted,
     now: DateTime<Utc>,
 ) -> AppResult<refund::Model> {
-    let order = order::Entity::find_by_id(order_id)
-        .one(txn)
-        .await?
-        .ok_or_else(|| AppError::not_found("order"))?;
-    refundable(&order)?;
-    let left = order.total_cents - order.refund_claimed_cents;
-    let amount = wanted.amount.map_or(left, Money::cents);
-    if amount <= 0 || amount > left {
-        return Err(too_much(left));
-    }
-    let Some(_) = lifecycle::claim_refund(txn, order_id, amount).await? else {
-        // Another refund (or a status change) committed since the read.
-        let now = order::Entity::find_by_id(order_id)
+    // Read, then claim on the condition that the claims still fit: when another refund
+    // commits in between, read again (a failed one may have given its claim back).
+    let mut tries = 0;
+    let (order, amount) = loop {
+        tries += 1;
+        let order = order::Entity::find_by_id(order_id)
             .one(txn)
             .await?
             .ok_or_else(|| AppError::not_found("order"))?;
-        refundable(&now)?;
-        return Err(too_much(now.total_cents - now.refund_claimed_cents));
+        refundable(&order)?;
+        let left = order.total_cents - order.refund_claimed_cents;
+        let amount = wanted.amount.map_or(left, Money::cents);
+        if amount <= 0 || amount > left || tries > 3 {
+            return Err(too_much(left));
+        }
+        if lifecycle::claim_refund(txn, order_id, amount)
+            .await?
+            .is_some()
+        {
+            break (order, amount);
+        }
     };
     let mut restock = wanted.restock;
     restock.sort_by_key(|l| l.product_id);

@@ -13,6 +13,7 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait},
 };
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -33,6 +34,10 @@ use crate::{
 const POLL: Duration = Duration::from_millis(50);
 /// Most refunds attempted together.
 const BATCH: usize = 16;
+/// Most batches running at once in a process.
+const BATCHES: usize = 4;
+/// How long shutdown waits for running attempts before leaving them to lease expiry.
+const DRAIN: Duration = Duration::from_secs(20);
 
 /// The guard of an attempt's outcome: the refund is still in this very attempt.
 fn owns_attempt(attempt: &refund::Model) -> Condition {
@@ -78,8 +83,12 @@ async fn start_attempts<C: ConnectionTrait>(
 /// Runs one attempt of each refund of `ids` that is due; the others are put back for
 /// their time, left to the worker running them, or forgotten once ended.
 async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
+    // The time is read once the write lock is held, so a long wait for it cannot make a
+    // healthy attempt look abandoned.
+    let txn = db::begin_write(&env.db).await?;
     let now = clock::now();
-    let started = start_attempts(&env.db, ids, to_chrono(env.config.lease), now).await?;
+    let started = start_attempts(&txn, ids, to_chrono(env.config.lease), now).await?;
+    txn.commit().await?;
     for id in ids
         .iter()
         .filter(|id| !started.iter().any(|r| r.id == **id))
@@ -92,7 +101,7 @@ async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
     tokio::time::sleep(env.config.latency).await;
     for attempt in started {
         let span = tracing::info_span!("refund attempt", refund_id = %attempt.id, order_id = %attempt.order_id, attempt = attempt.attempts);
-        async {
+        let outcome = async {
             if attempt.attempts > attempt.max_attempts {
                 // Taken over after its worker died during the last attempt.
                 return fail(env, &attempt, "the last attempt was interrupted").await;
@@ -110,8 +119,13 @@ async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
                 succeed(env, &attempt).await
             }
         }
-        .instrument(span)
-        .await?;
+        .instrument(span.clone())
+        .await;
+        // One refund's trouble leaves the others of the batch to go on; its job comes back
+        // when its lease runs out.
+        if let Err(err) = outcome {
+            span.in_scope(|| tracing::warn!(error = ?err, "refund attempt failed; its job returns when the lease expires"));
+        }
     }
     Ok(())
 }
@@ -271,19 +285,31 @@ async fn ack(env: &Environment, id: Uuid) {
     }
 }
 
-/// Works off the refund queue, a batch at a time, until `shutdown` (a running batch is
-/// finished first).
+/// Works off the refund queue, up to [`BATCHES`] batches at once, until `shutdown`; then
+/// lets running batches finish (for a while; after that their leases expire and the jobs
+/// return to the queue).
 pub async fn run(env: Environment, shutdown: CancellationToken) {
     tracing::info!("refund worker started");
+    let mut running = JoinSet::new();
     loop {
+        while running.try_join_next().is_some() {}
+        if running.len() >= BATCHES {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = running.join_next() => continue,
+            }
+        }
         if shutdown.is_cancelled() {
             break;
         }
         match env.refund_queue.reserve(BATCH, env.config.lease).await {
             Ok(ids) if !ids.is_empty() => {
-                if let Err(err) = process_batch(&env, &ids).await {
-                    tracing::warn!(jobs = ids.len(), error = ?err, "refund attempts failed; their jobs return when the leases expire");
-                }
+                let env = env.clone();
+                running.spawn(async move {
+                    if let Err(err) = process_batch(&env, &ids).await {
+                        tracing::warn!(jobs = ids.len(), error = ?err, "refund attempts failed; their jobs return when the leases expire");
+                    }
+                });
             }
             Ok(_) => tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -297,6 +323,16 @@ pub async fn run(env: Environment, shutdown: CancellationToken) {
                 }
             }
         }
+    }
+    let drained = tokio::time::timeout(DRAIN, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "refund worker stopped with attempts still running; their jobs return when the leases expire"
+        );
+        running.abort_all();
     }
     tracing::info!("refund worker stopped");
 }

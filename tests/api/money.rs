@@ -589,6 +589,7 @@ async fn adjustments_and_movements_are_validated_and_paged(app: TestApp) {
             json!({"delta": 2_000_000_000i64, "reason": "restock"}),
             "delta",
         ),
+        (json!({"delta": i64::MIN, "reason": "damage"}), "delta"),
         (json!({"delta": 1}), "reason"),
         (json!({"delta": 1, "reason": "order"}), "reason"),
         (json!({"delta": 1, "reason": "gift"}), "reason"),
@@ -876,11 +877,18 @@ async fn a_refund_restocks_moves_the_order_and_is_told_once(app: TestApp) {
     let order = shop.wait_for_order(&client, &id, &["REFUNDED"]).await;
     assert_eq!(order["refunded"], "30.00");
     // Socket.IO `/orders` sent the order at each of its status changes, refunds included.
-    let heard = listening.until(|o| o["id"] == id.as_str() && o["status"] == "REFUNDED").await;
+    let heard = listening
+        .until(|o| o["id"] == id.as_str() && o["status"] == "REFUNDED")
+        .await;
     let statuses: Vec<(&str, &str)> = heard
         .iter()
         .filter(|o| o["id"] == id.as_str())
-        .map(|o| (o["status"].as_str().unwrap(), o["refunded"].as_str().unwrap()))
+        .map(|o| {
+            (
+                o["status"].as_str().unwrap(),
+                o["refunded"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         statuses,

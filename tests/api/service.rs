@@ -122,9 +122,13 @@ async fn openapi_describes_every_route(app: TestApp) {
             statuses("/products/{id}", method).contains(&"412".to_owned()),
             "{method} /products/{{id}} 412"
         );
-        let parameters = paths["/products/{id}"][method]["parameters"].as_array().unwrap();
+        let parameters = paths["/products/{id}"][method]["parameters"]
+            .as_array()
+            .unwrap();
         assert!(
-            parameters.iter().any(|p| p["name"] == "If-Match" && p["in"] == "header"),
+            parameters
+                .iter()
+                .any(|p| p["name"] == "If-Match" && p["in"] == "header"),
             "{method} /products/{{id}} If-Match"
         );
     }
