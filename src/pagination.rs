@@ -157,6 +157,37 @@ pub fn cursor_limit(raw: Option<&str>, errors: &mut FieldErrors) -> u64 {
     }
 }
 
+/// A page of a log read by cursor, before it takes its own type.
+pub struct CursorRows<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+}
+
+/// Cuts a page of a log read with `limit + 1` rows (one more than fits says more follow),
+/// converts what fits, and names the cursor to go on from: the last item's, or `after`
+/// when the page is empty.
+pub fn cursor_rows<R, T>(
+    mut rows: Vec<R>,
+    limit: u64,
+    after: Option<String>,
+    convert: impl FnMut(R) -> crate::error::AppResult<T>,
+    cursor: impl Fn(&T) -> String,
+) -> crate::error::AppResult<CursorRows<T>> {
+    let has_more = rows.len() as u64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let items = rows
+        .into_iter()
+        .map(convert)
+        .collect::<crate::error::AppResult<Vec<T>>>()?;
+    let next_cursor = items.last().map(cursor).or(after);
+    Ok(CursorRows {
+        items,
+        has_more,
+        next_cursor,
+    })
+}
+
 /// An optional UUID query parameter; a malformed one is recorded under `field`.
 pub fn optional_uuid(
     raw: Option<&str>,

@@ -9,7 +9,7 @@ mod number;
 mod password;
 
 pub use email::Email;
-pub use money::{AmountInput, Money};
+pub use money::{AmountInput, Money, amount_schema};
 pub use number::WholeNumber;
 pub use password::Password;
 

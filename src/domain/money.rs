@@ -109,6 +109,36 @@ impl<'de> Deserialize<'de> for AmountInput {
     }
 }
 
+/// The OpenAPI schema of an amount field: a decimal string (`"12.50"`) or a JSON number,
+/// with at most two decimals, from 0.01 to the largest amount of `whole_digits` digits.
+pub fn amount_schema(whole_digits: u8, example: &str) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    let max = 10f64.powi(i32::from(whole_digits)) - 0.01;
+    let more = whole_digits.saturating_sub(1);
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(format!(
+                        r"^([1-9][0-9]{{0,{more}}}(\.[0-9]{{1,2}})?|0\.(0[1-9]|[1-9][0-9]?))$"
+                    )))
+                    .examples([serde_json::json!(example)]),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0.01))
+                    .maximum(Some(max))
+                    .multiple_of(Some(0.01)),
+            )
+            .description(Some(format!(
+                "At least 0.01 and at most {max:.2}, with at most two decimals"
+            )))
+            .build(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

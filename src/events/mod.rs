@@ -22,7 +22,7 @@ use crate::{
     auth::AuthUser,
     error::{AppError, AppResult, FieldErrors},
     orders::view::OrderView,
-    pagination::{cursor_limit, optional_uuid},
+    pagination::{cursor_limit, cursor_rows, optional_uuid},
 };
 
 /// The PostgreSQL channel that says the log grew (sent at commit).
@@ -326,23 +326,17 @@ pub async fn page(
     if let Some(order_id) = order_id {
         select = select.filter(event::Column::OrderId.eq(order_id));
     }
-    let mut rows = select
+    let rows = select
         .order_by_asc(event::Column::Tx)
         .order_by_asc(event::Column::Id)
         .limit(limit + 1)
         .all(db)
         .await?;
-    let has_more = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
-    let items = rows
-        .into_iter()
-        .map(Event::try_from)
-        .collect::<AppResult<Vec<_>>>()?;
-    let next_cursor = items.last().map(|e| e.id.clone()).or(query.after);
+    let page = cursor_rows(rows, limit, query.after, Event::try_from, |e| e.id.clone())?;
     Ok(routes::EventPage {
-        items,
-        has_more,
-        next_cursor,
+        items: page.items,
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
     })
 }
 

@@ -100,31 +100,9 @@ pub struct NewProduct {
     stock: i64,
 }
 
-/// A price: a decimal string (`"12.50"`) or a JSON number with at most two decimals.
+/// A price: at least 0.01 and at most 99999999.99.
 fn price_schema() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
-    Schema::OneOf(
-        OneOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(
-                        r"^([1-9][0-9]{0,7}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$",
-                    ))
-                    .examples([serde_json::json!("12.50")]),
-            )
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::Number)
-                    .minimum(Some(0.01))
-                    .maximum(Some(99_999_999.99))
-                    .multiple_of(Some(0.01)),
-            )
-            .description(Some(
-                "At least 0.01 and at most 99999999.99, with at most two decimals",
-            ))
-            .build(),
-    )
+    crate::domain::amount_schema(8, "12.50")
 }
 
 /// Query of `GET /products`.

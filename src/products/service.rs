@@ -306,17 +306,7 @@ pub async fn update(
     // The first statement writes the row (so it is locked until commit, and its stock is
     // the current one), on the condition that it is live and still matches `If-Match`.
     let txn = db::begin_write(catalog.db).await?;
-    let mut update = product::Entity::update_many()
-        .set(model)
-        .col_expr(
-            product::Column::Version,
-            Expr::col(product::Column::Version).add(1),
-        )
-        .filter(product::Column::Id.eq(id))
-        .filter(product::Column::DeletedAt.is_null());
-    if let Some(versions) = precondition.and_then(IfMatch::versions) {
-        update = update.filter(product::Column::Version.is_in(versions.iter().copied()));
-    }
+    let update = live_write(id, precondition).set(model);
     let Some(mut product) = update.exec_with_returning(&txn).await?.into_iter().next() else {
         txn.rollback().await?;
         // Tell a missing product from a stale `If-Match`.
@@ -328,6 +318,22 @@ pub async fn update(
         product = inventory::set(&txn, product, stock, cause, now).await?;
     }
     catalog.commit(txn, "updated", product, actor).await
+}
+
+/// An update of product `id` that bumps its version, on the condition that it is live and,
+/// with `If-Match`, at one of the versions named.
+fn live_write(id: Uuid, precondition: Option<&IfMatch>) -> sea_orm::UpdateMany<product::Entity> {
+    let mut update = product::Entity::update_many()
+        .col_expr(
+            product::Column::Version,
+            Expr::col(product::Column::Version).add(1),
+        )
+        .filter(product::Column::Id.eq(id))
+        .filter(product::Column::DeletedAt.is_null());
+    if let Some(versions) = precondition.and_then(IfMatch::versions) {
+        update = update.filter(product::Column::Version.is_in(versions.iter().copied()));
+    }
+    update
 }
 
 /// A product that is not deleted; 404 otherwise.
@@ -350,18 +356,9 @@ pub async fn delete(
 ) -> AppResult<ProductResponse> {
     let now = clock::now();
     let txn = db::begin_write(catalog.db).await?;
-    let mut update = product::Entity::update_many()
+    let update = live_write(id, precondition)
         .col_expr(product::Column::DeletedAt, Expr::value(Some(now)))
-        .col_expr(product::Column::UpdatedAt, Expr::value(now))
-        .col_expr(
-            product::Column::Version,
-            Expr::col(product::Column::Version).add(1),
-        )
-        .filter(product::Column::Id.eq(id))
-        .filter(product::Column::DeletedAt.is_null());
-    if let Some(versions) = precondition.and_then(IfMatch::versions) {
-        update = update.filter(product::Column::Version.is_in(versions.iter().copied()));
-    }
+        .col_expr(product::Column::UpdatedAt, Expr::value(now));
     if let Some(product) = update.exec_with_returning(&txn).await?.into_iter().next() {
         return catalog.commit(txn, "deleted", product, actor).await;
     }

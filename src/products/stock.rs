@@ -19,7 +19,7 @@ use crate::{
     error::{AppError, AppResult, FieldErrors},
     events::{self, Actor, ActorKind, NewEvent},
     inventory::{self, Cause, MAX_STOCK, Refused},
-    pagination::{cursor_limit, optional_uuid},
+    pagination::{cursor_limit, cursor_rows, optional_uuid},
 };
 
 /// The longest `reference` of an adjustment.
@@ -295,22 +295,18 @@ pub async fn movements(
     if let Some(after) = after {
         select = select.filter(stock_movement::Column::Id.lt(after));
     }
-    let mut rows = select
+    let rows = select
         .order_by_desc(stock_movement::Column::Id)
         .limit(limit + 1)
         .all(db)
         .await?;
-    let has_more = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
-    let items = rows
-        .into_iter()
-        .map(StockMovement::try_from)
-        .collect::<AppResult<Vec<_>>>()?;
-    let next_cursor = items.last().map(|m| m.id.to_string()).or(query.after);
+    let page = cursor_rows(rows, limit, query.after, StockMovement::try_from, |m| {
+        m.id.to_string()
+    })?;
     Ok(MovementPage {
-        items,
-        has_more,
-        next_cursor,
+        items: page.items,
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
     })
 }
 

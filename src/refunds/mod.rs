@@ -68,31 +68,10 @@ pub struct RefundInput {
     pub restock: Option<Vec<RestockInput>>,
 }
 
-/// An amount: a decimal string (`"5.00"`) or a JSON number with at most two decimals.
+/// A refund's amount: at least 0.01; at most what is left to refund, which the schema
+/// cannot know.
 fn amount_schema() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
-    Schema::OneOf(
-        OneOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(
-                        r"^([1-9][0-9]{0,14}(\.[0-9]{1,2})?|0\.(0[1-9]|[1-9][0-9]?))$",
-                    ))
-                    .examples([serde_json::json!("5.00")]),
-            )
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::Number)
-                    .minimum(Some(0.01))
-                    .maximum(Some(1e15))
-                    .multiple_of(Some(0.01)),
-            )
-            .description(Some(
-                "At least 0.01 with at most two decimals, and at most what is left to refund",
-            ))
-            .build(),
-    )
+    crate::domain::amount_schema(13, "5.00")
 }
 
 /// A line of a refund's restock.

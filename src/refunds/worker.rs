@@ -48,6 +48,39 @@ fn owns_attempt(attempt: &refund::Model) -> Condition {
         .add(refund::Column::NextAttemptAt.is_null())
 }
 
+/// How an attempt ended: the refund's status after it, when the next attempt is due (a
+/// retry), and why it failed.
+struct Outcome<'a> {
+    status: RefundStatus,
+    next_attempt_at: Option<DateTime<Utc>>,
+    error: Option<&'a str>,
+}
+
+/// Records the outcome of `attempt` if the refund is still in that very attempt; `None`
+/// (nothing written) when another worker took it over or it ended meanwhile.
+async fn end_attempt<C: ConnectionTrait>(
+    txn: &C,
+    attempt: &refund::Model,
+    outcome: Outcome<'_>,
+    now: DateTime<Utc>,
+) -> AppResult<Option<refund::Model>> {
+    let rows = refund::Entity::update_many()
+        .col_expr(refund::Column::Status, Expr::value(outcome.status))
+        .col_expr(
+            refund::Column::NextAttemptAt,
+            Expr::value(outcome.next_attempt_at),
+        )
+        .col_expr(
+            refund::Column::LastError,
+            Expr::value(outcome.error.map(str::to_owned)),
+        )
+        .col_expr(refund::Column::UpdatedAt, Expr::value(now))
+        .filter(owns_attempt(attempt))
+        .exec_with_returning(txn)
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
 /// Starts one attempt of each refund in `ids` that is due, or whose worker died (in an
 /// attempt, untouched for longer than `lease`).
 async fn start_attempts<C: ConnectionTrait>(
@@ -135,16 +168,12 @@ async fn process_batch(env: &Environment, ids: &[Uuid]) -> AppResult<()> {
 async fn succeed(env: &Environment, attempt: &refund::Model) -> AppResult<()> {
     let txn = db::begin_write(&env.db).await?;
     let now = clock::now();
-    let Some(done) = refund::Entity::update_many()
-        .col_expr(refund::Column::Status, Expr::value(RefundStatus::Succeeded))
-        .col_expr(refund::Column::LastError, Expr::value(None::<String>))
-        .col_expr(refund::Column::UpdatedAt, Expr::value(now))
-        .filter(owns_attempt(attempt))
-        .exec_with_returning(&txn)
-        .await?
-        .into_iter()
-        .next()
-    else {
+    let outcome = Outcome {
+        status: RefundStatus::Succeeded,
+        next_attempt_at: None,
+        error: None,
+    };
+    let Some(done) = end_attempt(&txn, attempt, outcome, now).await? else {
         txn.rollback().await?;
         return Ok(());
     };
@@ -187,19 +216,12 @@ async fn transient_failure(
     let now = clock::now();
     let due = now + to_chrono(policy.delay(number, rand::random()));
     let txn = db::begin_write(&env.db).await?;
-    let Some(waiting) = refund::Entity::update_many()
-        .col_expr(refund::Column::NextAttemptAt, Expr::value(Some(due)))
-        .col_expr(
-            refund::Column::LastError,
-            Expr::value(Some(error.to_owned())),
-        )
-        .col_expr(refund::Column::UpdatedAt, Expr::value(now))
-        .filter(owns_attempt(attempt))
-        .exec_with_returning(&txn)
-        .await?
-        .into_iter()
-        .next()
-    else {
+    let outcome = Outcome {
+        status: RefundStatus::Pending,
+        next_attempt_at: Some(due),
+        error: Some(error),
+    };
+    let Some(waiting) = end_attempt(&txn, attempt, outcome, now).await? else {
         txn.rollback().await?;
         return Ok(());
     };
@@ -219,19 +241,12 @@ async fn transient_failure(
 async fn fail(env: &Environment, attempt: &refund::Model, error: &str) -> AppResult<()> {
     let txn = db::begin_write(&env.db).await?;
     let now = clock::now();
-    let Some(failed) = refund::Entity::update_many()
-        .col_expr(refund::Column::Status, Expr::value(RefundStatus::Failed))
-        .col_expr(
-            refund::Column::LastError,
-            Expr::value(Some(error.to_owned())),
-        )
-        .col_expr(refund::Column::UpdatedAt, Expr::value(now))
-        .filter(owns_attempt(attempt))
-        .exec_with_returning(&txn)
-        .await?
-        .into_iter()
-        .next()
-    else {
+    let outcome = Outcome {
+        status: RefundStatus::Failed,
+        next_attempt_at: None,
+        error: Some(error),
+    };
+    let Some(failed) = end_attempt(&txn, attempt, outcome, now).await? else {
         txn.rollback().await?;
         return Ok(());
     };

@@ -25,7 +25,7 @@ use crate::{
     config::WebhookConfig,
     error::{AppError, AppResult, FieldErrors},
     extract::present,
-    pagination::{cursor_limit, optional_uuid},
+    pagination::{cursor_limit, cursor_rows, optional_uuid},
     queue::JobQueue,
 };
 
@@ -491,19 +491,17 @@ pub async fn deliveries(
     if let Some(after) = after {
         select = select.filter(webhook_delivery::Column::Id.lt(after));
     }
-    let mut rows = select
+    let rows = select
         .order_by_desc(webhook_delivery::Column::Id)
         .limit(limit + 1)
         .all(db)
         .await?;
-    let has_more = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
-    let items: Vec<Delivery> = rows.into_iter().map(Delivery::from).collect();
-    let next_cursor = items.last().map(|d| d.id.to_string()).or(query.after);
+    let into = |row| Ok(Delivery::from(row));
+    let page = cursor_rows(rows, limit, query.after, into, |d| d.id.to_string())?;
     Ok(DeliveryPage {
-        items,
-        has_more,
-        next_cursor,
+        items: page.items,
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
     })
 }
 
