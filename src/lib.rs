@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod categories;
 pub mod clock;
 pub mod config;
 pub mod db;

@@ -29,10 +29,11 @@ use utoipa::{
     tags(
         (name = "auth", description = "Accounts and sign-in"),
         (name = "products", description = "The catalog"),
+        (name = "categories", description = "The catalog's tree of categories"),
         (name = "orders", description = "Placing, reading and cancelling orders"),
         (name = "events", description = "The event log: every change to an order, a payment or the catalog"),
         (name = "webhooks", description = "Endpoints that receive events as signed HTTP POSTs, and their delivery log"),
-        (name = "admin", description = "The payment queue"),
+        (name = "admin", description = "The job queues and the stock audit"),
         (name = "service", description = "Health and readiness"),
     )
 )]

@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    auth,
+    auth, categories,
     error::{method_not_allowed, panic_response, problem_response, route_not_found},
     events, health, metrics,
     openapi::ApiDoc,
@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes::router())
         .merge(products::routes::router())
+        .merge(categories::routes::router())
         .merge(orders::routes::router())
         .merge(payments::routes::router())
         .merge(events::routes::router())

@@ -2,12 +2,12 @@
 //! binary and by the first `shop serve` on an empty embedded database. It needs only the
 //! database and the password hasher.
 
-use entity::{MovementReason, product, user};
+use entity::{MovementReason, category, product, product_category, user};
 use fake::{
     Fake,
     faker::{company::en::Buzzword, lorem::en::Sentence},
 };
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
@@ -21,26 +21,75 @@ use crate::{
     inventory::{self, Cause},
 };
 
-const NOUNS: &[&str] = &[
-    "Mug",
-    "Lamp",
-    "Backpack",
-    "Notebook",
-    "Headphones",
-    "Chair",
-    "Desk",
-    "Kettle",
-    "Jacket",
-    "Sneakers",
-    "Watch",
-    "Wallet",
-    "Blanket",
-    "Speaker",
-    "Keyboard",
-    "Bottle",
-    "Scarf",
-    "Pan",
+/// The demo products' kinds, each with the slug of its category.
+const NOUNS: &[(&str, &str)] = &[
+    ("Mug", "kitchen"),
+    ("Lamp", "living-room"),
+    ("Backpack", "bags"),
+    ("Notebook", "office"),
+    ("Headphones", "electronics"),
+    ("Chair", "living-room"),
+    ("Desk", "office"),
+    ("Kettle", "kitchen"),
+    ("Jacket", "clothing"),
+    ("Sneakers", "clothing"),
+    ("Watch", "accessories"),
+    ("Wallet", "accessories"),
+    ("Blanket", "living-room"),
+    ("Speaker", "electronics"),
+    ("Keyboard", "electronics"),
+    ("Bottle", "kitchen"),
+    ("Scarf", "clothing"),
+    ("Pan", "kitchen"),
 ];
+
+/// The demo category tree: `(slug, name, parent slug)`, parents first.
+const CATEGORIES: &[(&str, &str, Option<&str>)] = &[
+    ("home", "Home", None),
+    ("kitchen", "Kitchen", Some("home")),
+    ("living-room", "Living room", Some("home")),
+    ("office", "Office", None),
+    ("electronics", "Electronics", Some("office")),
+    ("fashion", "Fashion", None),
+    ("clothing", "Clothing", Some("fashion")),
+    ("accessories", "Accessories", Some("fashion")),
+    ("bags", "Bags", Some("accessories")),
+];
+
+/// Creates the demo categories that are missing (by slug); answers every demo slug's id.
+async fn demo_categories<C: sea_orm::ConnectionTrait>(
+    db: &C,
+) -> anyhow::Result<std::collections::HashMap<String, Uuid>> {
+    let now = clock::now();
+    let mut ids = std::collections::HashMap::new();
+    for (position, (slug, name, parent)) in CATEGORIES.iter().enumerate() {
+        let existing = category::Entity::find()
+            .filter(category::Column::Slug.eq(*slug))
+            .one(db)
+            .await?;
+        let id = match existing {
+            Some(row) => row.id,
+            None => {
+                let row = category::Model {
+                    id: Uuid::now_v7(),
+                    name: (*name).to_owned(),
+                    slug: (*slug).to_owned(),
+                    parent_id: parent.and_then(|p| ids.get(p).copied()),
+                    position: i32::try_from(position).unwrap_or(0),
+                    version: 1,
+                    created_at: now,
+                    updated_at: now,
+                };
+                category::Entity::insert(category::ActiveModel::from(row.clone()))
+                    .exec_without_returning(db)
+                    .await?;
+                row.id
+            }
+        };
+        ids.insert((*slug).to_owned(), id);
+    }
+    Ok(ids)
+}
 
 /// What seeding did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -95,10 +144,12 @@ pub async fn run(
         .await?;
     let missing = products.saturating_sub(live);
     let now = clock::now();
+    let mut kinds = Vec::new();
     let rows: Vec<product::Model> = (0..missing)
         .map(|_| {
             let buzz: String = Buzzword().fake();
-            let noun = NOUNS[rand::random_range(0..NOUNS.len())];
+            let (noun, kind) = NOUNS[rand::random_range(0..NOUNS.len())];
+            kinds.push(kind);
             let description: String = Sentence(6..14).fake();
             product::Model {
                 id: Uuid::now_v7(),
@@ -122,6 +173,24 @@ pub async fn run(
     }
     let cause = Cause::manual(MovementReason::Correction, Actor::SYSTEM, Some("seed"));
     inventory::opening(&txn, &rows, cause, now).await?;
+    if !rows.is_empty() {
+        let categories = demo_categories(&txn).await?;
+        let links: Vec<product_category::ActiveModel> = rows
+            .iter()
+            .zip(&kinds)
+            .filter_map(|(product, kind)| {
+                Some(product_category::ActiveModel {
+                    product_id: Set(product.id),
+                    category_id: Set(*categories.get(*kind)?),
+                })
+            })
+            .collect();
+        for chunk in links.chunks(500) {
+            product_category::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+    }
     txn.commit().await?;
     Ok(SeedReport {
         admin_created,

@@ -4,12 +4,14 @@
 //! stored in integer minor units (`*_cents`), statuses, roles and payment methods as
 //! strings mapped to the enumerations of [`status`].
 
+pub mod category;
 pub mod event;
 pub mod idempotency_key;
 pub mod order;
 pub mod order_item;
 pub mod payment;
 pub mod product;
+pub mod product_category;
 pub mod refund;
 pub mod status;
 pub mod stock_movement;

@@ -24,6 +24,8 @@ pub struct ProductResponse {
     #[schema(example = "USD")]
     pub currency: String,
     pub stock: i32,
+    /// The categories it is in.
+    pub category_ids: Vec<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Set once the product is soft-deleted.
@@ -34,7 +36,7 @@ pub struct ProductResponse {
 }
 
 impl ProductResponse {
-    pub fn new(product: entity::product::Model, currency: &str) -> Self {
+    pub fn new(product: entity::product::Model, category_ids: Vec<Uuid>, currency: &str) -> Self {
         Self {
             id: product.id,
             name: product.name,
@@ -42,6 +44,7 @@ impl ProductResponse {
             price: Money::from_cents(product.price_cents),
             currency: currency.to_owned(),
             stock: product.stock,
+            category_ids,
             created_at: product.created_at,
             updated_at: product.updated_at,
             deleted_at: product.deleted_at,
@@ -71,6 +74,10 @@ pub struct ProductInput {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = i64, minimum = 0, maximum = 1_000_000_000, example = 25)]
     pub stock: Option<Option<WholeNumber>>,
+    /// The categories it is in (replacing those it was in), at most 20, each once.
+    #[serde(default, rename = "categoryIds", deserialize_with = "present")]
+    #[schema(value_type = Vec<Uuid>, max_items = 20)]
+    pub category_ids: Option<Option<Vec<String>>>,
 }
 
 /// `POST /products`: a new product. Documents the body the handler reads as a
@@ -98,6 +105,9 @@ pub struct NewProduct {
     /// Units on hand, 0 to 1,000,000,000.
     #[schema(minimum = 0, maximum = 1_000_000_000, example = 25)]
     stock: i64,
+    /// The categories it is in, at most 20, each once.
+    #[schema(rename = "categoryIds", max_items = 20)]
+    category_ids: Option<Vec<Uuid>>,
 }
 
 /// A price: at least 0.01 and at most 99999999.99.
@@ -129,6 +139,9 @@ pub struct ProductListQuery {
     /// `true` to include soft-deleted products (admins only).
     #[param(value_type = Option<bool>)]
     pub include_deleted: Option<String>,
+    /// Only products in this category or any category under it.
+    #[param(value_type = Option<Uuid>)]
+    pub category_id: Option<String>,
 }
 
 /// The fields `GET /products` may be ordered by.

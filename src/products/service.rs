@@ -1,9 +1,11 @@
 //! Catalog rules: listing, search, admin writes and soft delete. Knows nothing about HTTP.
 
-use entity::{MovementReason, product};
+use std::collections::HashMap;
+
+use entity::{MovementReason, category, product, product_category};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use uuid::Uuid;
@@ -16,13 +18,13 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use crate::{
     auth::AuthUser,
     cache::Cache,
-    clock, db,
+    categories, clock, db,
     domain::{Money, check_text},
     error::{AppError, AppResult, FieldErrors},
     events::{self, Actor, NewEvent},
     inventory::{self, Cause, MAX_STOCK},
     notifier::{Notifier, detached},
-    pagination::{Page, PageRequest},
+    pagination::{Page, PageRequest, optional_uuid},
     precondition::{self, IfMatch},
 };
 
@@ -52,7 +54,7 @@ impl Catalog<'_> {
         product: product::Model,
         actor: Actor,
     ) -> AppResult<ProductResponse> {
-        let response = ProductResponse::new(product, self.currency);
+        let response = respond(&txn, product, self.currency).await?;
         let event = NewEvent::product(change, &response, actor);
         events::record(&txn, vec![event], clock::now()).await?;
         txn.commit().await?;
@@ -62,6 +64,84 @@ impl Catalog<'_> {
 }
 
 const MAX_QUERY_CHARS: usize = 100;
+
+/// The most categories a product may be in.
+pub const MAX_CATEGORIES: usize = 20;
+
+/// The categories of each of `products` (sorted; a product in none is left out).
+pub async fn categories_of<C: ConnectionTrait>(
+    db: &C,
+    products: &[Uuid],
+) -> AppResult<HashMap<Uuid, Vec<Uuid>>> {
+    if products.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = product_category::Entity::find()
+        .filter(product_category::Column::ProductId.is_in(products.iter().copied()))
+        .all(db)
+        .await?;
+    let mut by_product: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+    for row in rows {
+        by_product
+            .entry(row.product_id)
+            .or_default()
+            .push(row.category_id);
+    }
+    for ids in by_product.values_mut() {
+        ids.sort();
+    }
+    Ok(by_product)
+}
+
+/// A product as clients see it, its categories read on `db`.
+pub async fn respond<C: ConnectionTrait>(
+    db: &C,
+    product: product::Model,
+    currency: &str,
+) -> AppResult<ProductResponse> {
+    let categories = categories_of(db, &[product.id])
+        .await?
+        .remove(&product.id)
+        .unwrap_or_default();
+    Ok(ProductResponse::new(product, categories, currency))
+}
+
+/// Puts product `id` in exactly `categories` (each must exist: 422 naming the others).
+async fn place_in<C: ConnectionTrait>(txn: &C, id: Uuid, categories: &[Uuid]) -> AppResult<()> {
+    let known: Vec<Uuid> = category::Entity::find()
+        .filter(category::Column::Id.is_in(categories.iter().copied()))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let unknown: Vec<String> = categories
+        .iter()
+        .filter(|c| !known.contains(c))
+        .map(Uuid::to_string)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(AppError::invalid_field(
+            "categoryIds",
+            format!("no such category: {}", unknown.join(", ")),
+        ));
+    }
+    product_category::Entity::delete_many()
+        .filter(product_category::Column::ProductId.eq(id))
+        .exec(txn)
+        .await?;
+    if !categories.is_empty() {
+        product_category::Entity::insert_many(categories.iter().map(|category| {
+            product_category::ActiveModel {
+                product_id: Set(id),
+                category_id: Set(*category),
+            }
+        }))
+        .exec_without_returning(txn)
+        .await?;
+    }
+    Ok(())
+}
 
 /// A page of the catalog as JSON. Soft-deleted products only appear for admins who ask;
 /// everything else is served from the cache when it can be.
@@ -105,6 +185,12 @@ pub async fn list(
             vec![format!("must be at most {MAX_QUERY_CHARS} characters")],
         );
     }
+    let category = optional_uuid(
+        query.category_id.as_deref(),
+        "categoryId",
+        "must be a category id",
+        &mut errors,
+    );
     let Some(page) = page.filter(|_| errors.is_empty()) else {
         return Err(AppError::validation(errors));
     };
@@ -120,12 +206,12 @@ pub async fn list(
     }
 
     let key = format!(
-        "list:{}:{}:{:?}:{}:{:?}",
-        page.skip, page.take, page.order_by, page.descending, search
+        "list:{}:{}:{:?}:{}:{:?}:{:?}",
+        page.skip, page.take, page.order_by, page.descending, search, category
     );
     let cache = (!include_deleted).then_some(key);
     cached(catalog, cache, || async {
-        let page = read_page(catalog, &page, include_deleted, search).await?;
+        let page = read_page(catalog, &page, include_deleted, search, category).await?;
         to_json(&page)
     })
     .await
@@ -136,10 +222,25 @@ async fn read_page(
     page: &PageRequest<ProductSort>,
     include_deleted: bool,
     search: Option<String>,
+    category: Option<Uuid>,
 ) -> AppResult<Page<ProductResponse>> {
     let mut select = product::Entity::find();
     if !include_deleted {
         select = select.filter(product::Column::DeletedAt.is_null());
+    }
+    if let Some(category) = category {
+        // The category and everything under it: the tree is small, read it whole.
+        let tree = category::Entity::find().all(catalog.db).await?;
+        let covered = categories::with_descendants(&tree, category);
+        select = select.filter(
+            product::Column::Id.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(product_category::Column::ProductId)
+                    .from(product_category::Entity)
+                    .and_where(product_category::Column::CategoryId.is_in(covered))
+                    .to_owned(),
+            ),
+        );
     }
     if let Some(q) = search {
         let pattern = format!("%{}%", escape_like(&q));
@@ -167,9 +268,14 @@ async fn read_page(
         .limit(page.take)
         .all(catalog.db)
         .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
+    let mut categories = categories_of(catalog.db, &ids).await?;
     let items = rows
         .into_iter()
-        .map(|p| ProductResponse::new(p, catalog.currency))
+        .map(|p| {
+            let of = categories.remove(&p.id).unwrap_or_default();
+            ProductResponse::new(p, of, catalog.currency)
+        })
         .collect();
     Ok(Page::new(items, page, total))
 }
@@ -191,7 +297,7 @@ pub async fn get(
             .filter(|p| p.deleted_at.is_none() || admin)
             .ok_or_else(|| AppError::not_found("product"))?;
         let version = product.version;
-        let json = to_json(&ProductResponse::new(product, catalog.currency))?;
+        let json = to_json(&respond(catalog.db, product, catalog.currency).await?)?;
         Ok(format!("{version} {json}"))
     })
     .await?;
@@ -261,6 +367,9 @@ pub async fn create(
     let txn = db::begin_write(catalog.db).await?;
     let product = model.insert(&txn).await?;
     tracing::Span::current().record("product_id", tracing::field::display(product.id));
+    if let Some(categories) = &changes.categories {
+        place_in(&txn, product.id, categories).await?;
+    }
     let cause = Cause::manual(MovementReason::Correction, actor, Some("initial stock"));
     inventory::opening(&txn, std::slice::from_ref(&product), cause, now).await?;
     let created = catalog.commit(txn, "created", product, actor).await?;
@@ -286,7 +395,7 @@ pub async fn update(
         if precondition.is_some_and(|p| !p.matches(product.version)) {
             return Err(precondition::failed("product"));
         }
-        return Ok(ProductResponse::new(product, catalog.currency));
+        return respond(catalog.db, product, catalog.currency).await;
     }
     let now = clock::now();
     let mut model = product::ActiveModel {
@@ -316,6 +425,9 @@ pub async fn update(
     if let Some(stock) = changes.stock {
         let cause = Cause::manual(MovementReason::Correction, actor, None);
         product = inventory::set(&txn, product, stock, cause, now).await?;
+    }
+    if let Some(categories) = &changes.categories {
+        place_in(&txn, id, categories).await?;
     }
     catalog.commit(txn, "updated", product, actor).await
 }
@@ -370,7 +482,7 @@ pub async fn delete(
     if product.deleted_at.is_none() || precondition.is_some_and(|p| !p.matches(product.version)) {
         return Err(precondition::failed("product"));
     }
-    Ok(ProductResponse::new(product, catalog.currency))
+    respond(catalog.db, product, catalog.currency).await
 }
 
 /// Validated field values; `None` means "leave unchanged".
@@ -379,6 +491,7 @@ struct Changes {
     description: Option<Option<String>>,
     price: Option<Money>,
     stock: Option<i32>,
+    categories: Option<Vec<Uuid>>,
 }
 
 impl Changes {
@@ -387,6 +500,7 @@ impl Changes {
             && self.description.is_none()
             && self.price.is_none()
             && self.stock.is_none()
+            && self.categories.is_none()
     }
 }
 
@@ -397,6 +511,7 @@ fn validate(input: ProductInput, mut errors: FieldErrors) -> AppResult<Changes> 
         ("name", matches!(input.name, Some(None))),
         ("price", matches!(input.price, Some(None))),
         ("stock", matches!(input.stock, Some(None))),
+        ("categoryIds", matches!(input.category_ids, Some(None))),
     ] {
         if null {
             fail(field, "must not be null".into());
@@ -454,6 +569,29 @@ fn validate(input: ProductInput, mut errors: FieldErrors) -> AppResult<Changes> 
             None
         }
     };
+    let categories = input.category_ids.flatten().map(|raw| {
+        if raw.len() > MAX_CATEGORIES {
+            fail(
+                "categoryIds",
+                format!("must list at most {MAX_CATEGORIES} categories"),
+            );
+            return Vec::new();
+        }
+        let mut ids = Vec::with_capacity(raw.len());
+        for (i, text) in raw.iter().enumerate() {
+            match Uuid::parse_str(text) {
+                Ok(id) if ids.contains(&id) => {
+                    fail(
+                        &format!("categoryIds[{i}]"),
+                        "appears more than once".into(),
+                    );
+                }
+                Ok(id) => ids.push(id),
+                Err(_) => fail(&format!("categoryIds[{i}]"), "must be a UUID".into()),
+            }
+        }
+        ids
+    });
     if !errors.is_empty() {
         return Err(AppError::validation(errors));
     }
@@ -462,6 +600,7 @@ fn validate(input: ProductInput, mut errors: FieldErrors) -> AppResult<Changes> 
         description,
         price,
         stock,
+        categories,
     })
 }
 

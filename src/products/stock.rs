@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{dto::ProductResponse, service::Catalog};
+use super::service::Catalog;
 use crate::{
     clock, db,
     domain::{WholeNumber, check_text},
@@ -260,7 +260,7 @@ pub async fn adjust(
         }
     };
     let (product, movement) = movement;
-    let response = ProductResponse::new(product, catalog.currency);
+    let response = super::service::respond(&txn, product, catalog.currency).await?;
     let event = NewEvent::product("updated", &response, actor);
     events::record(&txn, vec![event], now).await?;
     txn.commit().await?;

@@ -52,6 +52,8 @@ async fn openapi_describes_every_route(app: TestApp) {
         ("/products/{id}/stock-adjustments", &["post"]),
         ("/products/{id}/stock-movements", &["get"]),
         ("/admin/stock/audit", &["get"]),
+        ("/categories", &["get", "post"]),
+        ("/categories/{id}", &["get", "patch", "delete"]),
         ("/webhooks", &["get", "post"]),
         ("/webhooks/{id}", &["get", "patch", "delete"]),
         ("/webhooks/{id}/rotate-secret", &["post"]),
