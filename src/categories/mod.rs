@@ -4,7 +4,7 @@
 
 pub mod routes;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use entity::{category, product, product_category};
@@ -77,7 +77,8 @@ impl From<category::Model> for CategoryResponse {
 /// `GET /categories`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CategoryList {
-    /// Every category, parents before children, siblings by `position` then name.
+    /// Every category, each followed by its subtree (parents before children), siblings
+    /// by `position` then name.
     pub items: Vec<CategoryResponse>,
 }
 
@@ -98,12 +99,42 @@ pub struct CategoryInput {
     /// The parent; `null` puts it at the top. A category cannot be under itself or one of
     /// its descendants (422 `category_cycle`).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Uuid>)]
+    #[schema(value_type = Option<String>, format = Uuid, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub parent_id: Option<Option<String>>,
     /// Order among its siblings, 0 to 1,000,000 (default 0).
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = i64, minimum = 0, maximum = 1_000_000, example = 0)]
     pub position: Option<Option<WholeNumber>>,
+}
+
+/// `POST /categories`: a new category. Documents the body the handler reads as a
+/// [`CategoryInput`] (which answers 422 naming each missing field).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)] // describes a request body; the handler reads it as `CategoryInput`
+pub struct NewCategory {
+    /// 1 to 100 characters (trimmed), no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+        example = "Espresso cups"
+    )]
+    name: String,
+    /// Lower-case letters, digits and single hyphens, up to 100 characters; made from
+    /// the name when left out (a name without ASCII letters or digits needs one).
+    #[schema(
+        max_length = 100,
+        pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$",
+        example = "espresso-cups"
+    )]
+    slug: Option<String>,
+    /// The parent; left out or `null`, it is at the top.
+    #[schema(value_type = Option<String>, format = Uuid, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+    parent_id: Option<String>,
+    /// Order among its siblings, 0 to 1,000,000 (default 0).
+    #[schema(minimum = 0, maximum = 1_000_000, example = 0)]
+    position: Option<i64>,
 }
 
 /// Validated changes; `None` leaves a field as it is.
@@ -148,10 +179,14 @@ fn valid_slug(slug: &str) -> bool {
 fn validate(input: CategoryInput, creating: bool) -> AppResult<Changes> {
     let mut errors = FieldErrors::new();
     let mut fail = |field: &str, msg: String| errors.entry(field.to_owned()).or_default().push(msg);
+    // On a new category a `null` slug or position means the default.
     for (field, null) in [
         ("name", matches!(input.name, Some(None))),
-        ("slug", matches!(input.slug, Some(None))),
-        ("position", matches!(input.position, Some(None))),
+        ("slug", !creating && matches!(input.slug, Some(None))),
+        (
+            "position",
+            !creating && matches!(input.position, Some(None)),
+        ),
     ] {
         if null {
             fail(field, "must not be null".into());
@@ -222,19 +257,21 @@ fn validate(input: CategoryInput, creating: bool) -> AppResult<Changes> {
     })
 }
 
-/// Every category, parents before children, siblings by position, name and id.
+/// Every category in the tree's reading order: each one followed by its subtree (so
+/// parents come before children), siblings by position, name and id.
 fn tree_order(rows: Vec<category::Model>) -> Vec<category::Model> {
     let mut children: HashMap<Option<Uuid>, Vec<category::Model>> = HashMap::new();
     for row in rows {
         children.entry(row.parent_id).or_default().push(row);
     }
     for siblings in children.values_mut() {
-        siblings.sort_by(|a, b| (a.position, &a.name, a.id).cmp(&(b.position, &b.name, b.id)));
+        // Reversed, so that popping from the stack takes them in order.
+        siblings.sort_by(|a, b| (b.position, &b.name, b.id).cmp(&(a.position, &a.name, a.id)));
     }
     let mut ordered = Vec::new();
-    let mut queue: VecDeque<category::Model> = children.remove(&None).unwrap_or_default().into();
-    while let Some(row) = queue.pop_front() {
-        queue.extend(children.remove(&Some(row.id)).unwrap_or_default());
+    let mut stack: Vec<category::Model> = children.remove(&None).unwrap_or_default();
+    while let Some(row) = stack.pop() {
+        stack.extend(children.remove(&Some(row.id)).unwrap_or_default());
         ordered.push(row);
     }
     ordered

@@ -8,7 +8,7 @@ use axum::{
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{Categories, CategoryInput, CategoryList, CategoryResponse};
+use super::{Categories, CategoryInput, CategoryList, CategoryResponse, NewCategory};
 use crate::{
     auth::AuthUser,
     error::{AppResult, Problem},
@@ -61,7 +61,7 @@ async fn get_category(
 /// Add a category (ADMIN).
 #[utoipa::path(post, path = "/categories", tag = "categories",
     security(("bearer" = [])),
-    request_body = CategoryInput,
+    request_body = NewCategory,
     responses(
         (status = 201, body = CategoryResponse, headers(("ETag" = String, description = "The category's version"))),
         (status = 401, body = Problem, content_type = "application/problem+json"),

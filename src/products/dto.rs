@@ -106,8 +106,8 @@ pub struct NewProduct {
     #[schema(minimum = 0, maximum = 1_000_000_000, example = 25)]
     stock: i64,
     /// The categories it is in, at most 20, each once.
-    #[schema(rename = "categoryIds", max_items = 20)]
-    category_ids: Option<Vec<Uuid>>,
+    #[schema(rename = "categoryIds", max_items = 20, required = false)]
+    category_ids: Vec<Uuid>,
 }
 
 /// A price: at least 0.01 and at most 99999999.99.

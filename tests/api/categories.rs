@@ -80,7 +80,7 @@ async fn categories_form_a_tree_with_unique_slugs(app: TestApp) {
         .collect();
     assert_eq!(
         names,
-        ["Home & Garden", "Office", "Kitchen", "Pans", "Cups"]
+        ["Home & Garden", "Kitchen", "Pans", "Cups", "Office"]
     );
 
     // By id or by slug, with an ETag.
@@ -113,7 +113,7 @@ async fn categories_form_a_tree_with_unique_slugs(app: TestApp) {
             "parentId",
         ),
         (json!({"name": "Tea", "position": -1}), "position"),
-        (json!({"name": "Tea", "position": null}), "position"),
+        (json!({"name": "Tea", "position": 1_000_001}), "position"),
     ] {
         let answer = create(&app, &admin, body.clone()).await;
         answer.expect_problem(422, "validation_failed");
@@ -127,6 +127,23 @@ async fn categories_form_a_tree_with_unique_slugs(app: TestApp) {
         .await
         .expect_problem(403, "forbidden");
     create(&app, "", json!({"name": "Tea"})).await.expect(401);
+    for body in [
+        json!({"slug": null}),
+        json!({"position": null}),
+        json!({"name": null}),
+    ] {
+        patch(&app, &admin, &office, body, &[])
+            .await
+            .expect_problem(422, "validation_failed");
+    }
+    // On a new category, null means the default.
+    let defaults = create(
+        &app,
+        &admin,
+        json!({"name": "Tea", "slug": null, "position": null}),
+    )
+    .await;
+    assert_eq!(defaults.expect(201)["slug"], "tea");
     let moved = patch(
         &app,
         &admin,
