@@ -158,6 +158,7 @@ pub async fn run(
                 price_cents: rand::random_range(199..=49_999),
                 stock: rand::random_range(0..=500),
                 version: 1,
+                views: 0,
                 created_at: now,
                 updated_at: now,
                 deleted_at: None,

@@ -130,6 +130,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Realtime)>
         jwt,
         passwords: Arc::new(passwords),
         api_limit,
+        views: Arc::default(),
         live_events,
         clients,
         db,
@@ -189,6 +190,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let housekeeping = tokio::spawn(purge_idempotency_keys(self.state.clone(), stop.clone()));
+        let views = tokio::spawn(crate::products::views::run(
+            self.state.views.clone(),
+            self.state.db.clone(),
+            stop.clone(),
+        ));
         let pruning = self
             .state
             .api_limit
@@ -228,6 +234,7 @@ impl Application {
         .await;
         stop.cancel();
         let _ = housekeeping.await;
+        let _ = views.await;
         if let Some(pruning) = pruning {
             let _ = pruning.await;
         }

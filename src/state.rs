@@ -42,6 +42,8 @@ pub struct App {
     pub clients: ClientIp,
     /// The per-address limit on the API; `None` when off.
     pub api_limit: Option<ApiLimiter>,
+    /// Product views counted and not yet written.
+    pub views: Arc<crate::products::views::ViewCounter>,
 }
 
 /// What handlers take: the [`App`], cheap to clone.

@@ -13,6 +13,8 @@ pub struct Model {
     pub stock: i32,
     /// Bumped by every write of the row (stock included): the product's strong `ETag`.
     pub version: i64,
+    /// How often it was read (`GET /products/{id}`), written in batches.
+    pub views: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub deleted_at: Option<DateTimeUtc>,

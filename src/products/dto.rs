@@ -24,6 +24,8 @@ pub struct ProductResponse {
     #[schema(example = "USD")]
     pub currency: String,
     pub stock: i32,
+    /// How often it was read; may lag by a few seconds.
+    pub views: i64,
     /// The categories it is in.
     pub category_ids: Vec<Uuid>,
     pub created_at: DateTime<Utc>,
@@ -44,6 +46,7 @@ impl ProductResponse {
             price: Money::from_cents(product.price_cents),
             currency: currency.to_owned(),
             stock: product.stock,
+            views: product.views,
             category_ids,
             created_at: product.created_at,
             updated_at: product.updated_at,
@@ -159,6 +162,8 @@ pub enum ProductSortParam {
     Price,
     #[schema(rename = "stock")]
     Stock,
+    #[schema(rename = "views")]
+    Views,
 }
 
 /// The columns `GET /products` may be ordered by.
@@ -169,6 +174,7 @@ pub enum ProductSort {
     Name,
     Price,
     Stock,
+    Views,
 }
 
 impl SortField for ProductSort {
@@ -178,6 +184,7 @@ impl SortField for ProductSort {
         ("name", Self::Name),
         ("price", Self::Price),
         ("stock", Self::Stock),
+        ("views", Self::Views),
     ];
     const DEFAULT: Self = Self::CreatedAt;
 }

@@ -71,7 +71,7 @@ async fn list_products(
     ))
 }
 
-/// One product (admins also see soft-deleted ones).
+/// One product (admins also see soft-deleted ones); counts a view.
 #[utoipa::path(get, path = "/products/{id}", tag = "products",
     security((), ("bearer" = [])),
     params(("id" = Uuid, Path, description = "Product id")),
@@ -86,6 +86,7 @@ async fn get_product(
     Path(id): Path<Uuid>,
 ) -> AppResult<Response> {
     let (body, version) = service::get(&catalog(&state), caller.as_ref(), id).await?;
+    state.views.count(id);
     Ok((etag_header(version), json(body)).into_response())
 }
 

@@ -259,6 +259,7 @@ async fn read_page(
         ProductSort::Name => product::Column::Name,
         ProductSort::Price => product::Column::PriceCents,
         ProductSort::Stock => product::Column::Stock,
+        ProductSort::Views => product::Column::Views,
     };
     let order = page.direction();
     let rows = select
@@ -360,6 +361,7 @@ pub async fn create(
         price_cents: Set(changes.price.map(Money::cents).unwrap_or_default()),
         stock: Set(changes.stock.unwrap_or_default()),
         version: Set(1),
+        views: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
         deleted_at: Set(None),

@@ -967,9 +967,15 @@ async fn a_refund_restocks_moves_the_order_and_is_told_once(app: TestApp) {
 
 async fn a_refund_that_keeps_failing_gives_its_claim_back(app: TestApp) {
     let admin = app.admin().await;
+    // Each attempt takes 300 ms, so the refund is still pending when the next request
+    // comes.
     let failing = with_workers(
         &app,
-        &[("REFUND_FAILURE_RATE", "1"), ("PAYMENT_MAX_ATTEMPTS", "3")],
+        &[
+            ("REFUND_FAILURE_RATE", "1"),
+            ("PAYMENT_MAX_ATTEMPTS", "3"),
+            ("PAYMENT_LATENCY_MS", "300"),
+        ],
     )
     .await;
     let (client, _) = failing.client_user().await;

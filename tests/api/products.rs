@@ -13,6 +13,7 @@ both_backends!(
     admins_create_update_and_soft_delete_products,
     only_admins_write_products,
     product_input_is_validated_and_changes_nothing,
+    views_are_counted_in_batches_without_changing_the_etag,
 );
 
 fn names(page: &Value) -> Vec<&str> {
@@ -336,4 +337,54 @@ async fn integers_may_be_written_with_a_fraction_and_empty_parameters_are_absent
     .await
     .expect_problem(422, "validation_failed");
     assert_eq!(app.stock(&admin, &id).await, 5);
+}
+
+async fn views_are_counted_in_batches_without_changing_the_etag(app: TestApp) {
+    let admin = app.admin().await;
+    let popular = app.product(&admin, "Popular", "1.00", 1).await;
+    let quiet = app.product(&admin, "Quiet", "1.00", 1).await;
+    let first = app.get(&format!("/products/{popular}"), None).await;
+    assert_eq!(first.expect(200)["views"], 0);
+    let etag = first.headers["etag"].to_str().unwrap().to_owned();
+    for _ in 0..4 {
+        app.get(&format!("/products/{popular}"), None)
+            .await
+            .expect(200);
+    }
+    app.get(&format!("/products/{quiet}"), None)
+        .await
+        .expect(200);
+    // Written within about a second; admins read past the cache.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = app.get(&format!("/products/{popular}"), Some(&admin)).await;
+        let views = now.expect(200)["views"].as_i64().unwrap();
+        if views >= 5 {
+            assert_eq!(now.headers["etag"], etag.as_str(), "a view is not a write");
+            assert_eq!(now.body["updatedAt"], first.body["updatedAt"]);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "views never written: {views}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = app
+            .get(
+                "/products?orderBy=views&order=desc&includeDeleted=true",
+                Some(&admin),
+            )
+            .await;
+        let page = page.expect(200).clone();
+        if page["items"][1]["views"].as_i64().unwrap_or(0) >= 1 {
+            assert_eq!(names(&page)[..2], ["Popular", "Quiet"]);
+            assert!(page["items"][0]["views"].as_i64().unwrap() >= 6);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{page:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
