@@ -47,6 +47,8 @@ pub struct Config {
     /// kept next to the database.
     pub jwt_secret: Option<SecretString>,
     pub jwt_ttl: Duration,
+    /// How long a refresh token lives (each refresh issues a new one).
+    pub refresh_ttl: Duration,
     pub bcrypt_cost: u32,
     pub currency: String,
     pub admin_email: String,
@@ -286,6 +288,7 @@ impl Config {
             );
         }
         let jwt_ttl = env.duration("JWT_EXPIRES_IN", HOUR, SECOND..=30 * DAY);
+        let refresh_ttl = env.duration("REFRESH_TOKEN_TTL", 30 * DAY, SECOND..=365 * DAY);
         let bcrypt_cost = env.number("BCRYPT_COST", 12u32, 4..=31);
         let currency = env.parse("CURRENCY", "USD".to_owned(), |raw| {
             if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -375,6 +378,7 @@ impl Config {
             redis_url,
             jwt_secret,
             jwt_ttl,
+            refresh_ttl,
             bcrypt_cost,
             currency,
             admin_email,

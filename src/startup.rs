@@ -325,6 +325,12 @@ async fn purge_idempotency_keys(state: AppState, stop: CancellationToken) {
             Ok(n) => tracing::info!(deleted = n, "pruned events older than EVENT_RETENTION"),
             Err(err) => tracing::warn!(error = ?err, "could not prune the event log"),
         }
+        // Expired refresh tokens are kept a day, so a late reuse is still told apart.
+        match crate::auth::sessions::prune(&state.db, Duration::from_secs(86_400)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned expired refresh tokens"),
+            Err(err) => tracing::warn!(error = ?err, "could not prune refresh tokens"),
+        }
         match crate::webhooks::prune(&state.db, state.config.event_retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(

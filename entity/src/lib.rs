@@ -12,6 +12,7 @@ pub mod order_item;
 pub mod payment;
 pub mod product;
 pub mod product_category;
+pub mod refresh_token;
 pub mod refund;
 pub mod status;
 pub mod stock_movement;

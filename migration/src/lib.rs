@@ -13,6 +13,7 @@ mod m20261205_000004_event_notify;
 mod m20261206_000001_money_and_stock;
 mod m20261206_000002_categories;
 mod m20261206_000003_product_views;
+mod m20261206_000004_refresh_tokens;
 
 /// Every migration of the shop, in order.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_money_and_stock::Migration),
             Box::new(m20261206_000002_categories::Migration),
             Box::new(m20261206_000003_product_views::Migration),
+            Box::new(m20261206_000004_refresh_tokens::Migration),
         ]
     }
 }

@@ -53,7 +53,23 @@ pub struct AuthResponse {
     /// Seconds until `access_token` expires.
     #[serde(rename = "expiresIn")]
     pub expires_in: u64,
+    /// Exchange it at `POST /auth/refresh` for new tokens (it is spent then); shown only
+    /// here.
+    #[serde(rename = "refreshToken")]
+    #[schema(example = "rt_4b9c...")]
+    pub refresh_token: String,
+    /// Seconds until `refreshToken` expires.
+    #[serde(rename = "refreshExpiresIn")]
+    pub refresh_expires_in: u64,
     pub user: UserResponse,
+}
+
+/// `POST /auth/refresh` and `POST /auth/logout`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    #[serde(rename = "refreshToken")]
+    #[schema(value_type = String, required = true, max_length = 200, example = "rt_4b9c...")]
+    pub refresh_token: Option<String>,
 }
 
 impl From<entity::user::Model> for UserResponse {

@@ -7,6 +7,7 @@ mod password;
 pub mod routes;
 mod secret;
 pub mod service;
+pub mod sessions;
 
 use std::sync::Arc;
 

@@ -5,11 +5,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AuthUser,
-    dto::{AuthResponse, LoginRequest, RegisterRequest, UserResponse},
+    dto::{AuthResponse, LoginRequest, RefreshRequest, RegisterRequest, UserResponse},
     service,
+    sessions::{self, Sessions},
 };
 use crate::{
-    error::{AppResult, Problem},
+    error::{AppError, AppResult, Problem},
     extract::Json,
     rate_limit::ClientAddress,
     state::AppState,
@@ -21,6 +22,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(me))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
 }
 
 /// Create a `CLIENT` account and sign it in.
@@ -35,7 +38,7 @@ async fn register(
     State(state): State<AppState>,
     Json(body): Json<RegisterRequest>,
 ) -> AppResult<(StatusCode, Json<AuthResponse>)> {
-    let session = service::register(&state.db, &state.passwords, &state.jwt, body).await?;
+    let session = service::register(&sessions(&state), &state.passwords, body).await?;
     Ok((StatusCode::CREATED, Json(session)))
 }
 
@@ -58,15 +61,66 @@ async fn login(
     Json(body): Json<LoginRequest>,
 ) -> AppResult<Json<AuthResponse>> {
     let session = service::login(
-        &state.db,
+        &sessions(&state),
         &state.passwords,
-        &state.jwt,
         &state.logins,
         address,
         body,
     )
     .await?;
     Ok(Json(session))
+}
+
+/// Sessions, with what they use from the state.
+fn sessions(state: &AppState) -> Sessions<'_> {
+    Sessions {
+        db: &state.db,
+        jwt: &state.jwt,
+        ttl: state.config.refresh_ttl,
+    }
+}
+
+/// The refresh token of a request body; 422 when it is missing.
+fn refresh_token(body: RefreshRequest) -> AppResult<String> {
+    body.refresh_token
+        .ok_or_else(|| AppError::invalid_field("refreshToken", "is required"))
+}
+
+/// Exchange a refresh token for new tokens. The token is spent; a spent token used again
+/// revokes every session of its chain.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, body = AuthResponse),
+        (status = 401, description = "`invalid_refresh_token`: unknown, expired, spent or revoked", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`refreshToken` missing", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshRequest>,
+) -> AppResult<Json<AuthResponse>> {
+    let token = refresh_token(body)?;
+    Ok(Json(sessions::refresh(&sessions(&state), &token).await?))
+}
+
+/// End this session: the refresh token (and every token its sign-in led to) no longer
+/// works. The access token runs out at its expiry.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    request_body = RefreshRequest,
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`refreshToken` missing", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<RefreshRequest>,
+) -> AppResult<StatusCode> {
+    let token = refresh_token(body)?;
+    sessions::close(&state.db, user.id, &token).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The signed-in account.

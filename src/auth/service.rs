@@ -10,8 +10,9 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    JwtKeys, PasswordHasher, Role,
+    PasswordHasher, Role,
     dto::{AuthResponse, LoginRequest, RegisterRequest, UserResponse},
+    sessions::{self, Sessions},
 };
 use crate::{
     clock,
@@ -23,9 +24,8 @@ use crate::{
 /// Creates a `CLIENT` account and signs it in.
 #[tracing::instrument(skip_all)]
 pub async fn register(
-    db: &DatabaseConnection,
+    sessions: &Sessions<'_>,
     passwords: &PasswordHasher,
-    jwt: &JwtKeys,
     request: RegisterRequest,
 ) -> AppResult<AuthResponse> {
     let mut errors = FieldErrors::new();
@@ -69,8 +69,16 @@ pub async fn register(
         return Err(AppError::validation(errors));
     }
 
-    let user = create_user(db, passwords, &email, name, &password, Role::Client).await?;
-    session(jwt, user)
+    let user = create_user(
+        sessions.db,
+        passwords,
+        &email,
+        name,
+        &password,
+        Role::Client,
+    )
+    .await?;
+    sessions::open(sessions, user).await
 }
 
 /// Inserts an account; a taken email is a 409 `email_taken`.
@@ -106,9 +114,8 @@ pub async fn create_user(
 /// answer after the same amount of work; only failures count towards the login limits.
 #[tracing::instrument(skip_all, fields(%address))]
 pub async fn login(
-    db: &DatabaseConnection,
+    sessions: &Sessions<'_>,
     passwords: &PasswordHasher,
-    jwt: &JwtKeys,
     guard: &LoginGuard,
     address: IpAddr,
     request: LoginRequest,
@@ -134,7 +141,7 @@ pub async fn login(
         Some(email) => {
             user::Entity::find()
                 .filter(user::Column::Email.eq(email.as_str()))
-                .one(db)
+                .one(sessions.db)
                 .await?
         }
         None => None,
@@ -145,7 +152,7 @@ pub async fn login(
     match user {
         Some(user) if verified => {
             guard.succeeded(&account, address).await;
-            session(jwt, user)
+            sessions::open(sessions, user).await
         }
         _ => {
             let refusal = AppError::new(
@@ -165,14 +172,4 @@ pub async fn me(db: &DatabaseConnection, user_id: Uuid) -> AppResult<UserRespons
         .await?
         .map(UserResponse::from)
         .ok_or_else(|| AppError::unauthorized("The account of this token no longer exists."))
-}
-
-fn session(jwt: &JwtKeys, user: user::Model) -> AppResult<AuthResponse> {
-    let access_token = jwt.issue(user.id, &user.email, user.role, clock::now())?;
-    Ok(AuthResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: jwt.ttl().as_secs(),
-        user: user.into(),
-    })
 }

@@ -13,6 +13,11 @@ pub use money::{AmountInput, Money, amount_schema};
 pub use number::WholeNumber;
 pub use password::Password;
 
+/// The lowercase hex form of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Refuses text no client should send: NUL and other control characters (line breaks and
 /// tabs are allowed where `multiline`). PostgreSQL cannot even store NUL.
 pub fn check_text(text: &str, multiline: bool) -> Result<(), String> {

@@ -47,10 +47,7 @@ const ANSWER_LIMIT: usize = 1024;
 /// How long shutdown waits for running deliveries.
 const DRAIN: Duration = Duration::from_secs(15);
 
-/// The lowercase hex form of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::domain::hex;
 
 /// `Shop-Signature`: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub fn signature(secret: &str, t: i64, body: &str) -> String {

@@ -14,6 +14,9 @@ both_backends!(
     registration_cannot_make_admins,
     login_answers_unknown_email_and_wrong_password_alike,
     me_needs_a_valid_unexpired_token,
+    refresh_tokens_rotate_and_a_reused_one_ends_the_chain,
+    two_refreshes_with_one_token_leave_neither_a_session,
+    logout_ends_the_session_and_refresh_tokens_expire,
 );
 
 async fn register_creates_a_client_and_signs_it_in(app: TestApp) {
@@ -192,4 +195,127 @@ async fn me_needs_a_valid_unexpired_token(app: TestApp) {
         .await
         .expect_problem(401, "unauthorized");
     app.get("/auth/me", Some(&token)).await.expect(200);
+}
+
+/// Signs a fresh client in; answers its access and refresh tokens.
+async fn signed_in(app: &TestApp) -> (String, String) {
+    let email = format!("s-{}@example.com", Uuid::new_v4().simple());
+    let answer = app
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+    let body = answer.expect(201);
+    assert!(body["refreshToken"].as_str().unwrap().starts_with("rt_"));
+    assert_eq!(body["refreshExpiresIn"], 30 * 24 * 3600);
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refreshToken"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn refresh(app: &TestApp, token: &str) -> crate::helpers::Answer {
+    app.post("/auth/refresh", None, json!({"refreshToken": token}))
+        .await
+}
+
+async fn refresh_tokens_rotate_and_a_reused_one_ends_the_chain(app: TestApp) {
+    let (_, first) = signed_in(&app).await;
+    let renewed = refresh(&app, &first).await;
+    let body = renewed.expect(200).clone();
+    let second = body["refreshToken"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    let access = body["access_token"].as_str().unwrap();
+    app.get("/auth/me", Some(access)).await.expect(200);
+    let third = refresh(&app, &second).await.expect(200)["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The first token again: spent, so the chain is over, the newest token included.
+    refresh(&app, &first)
+        .await
+        .expect_problem(401, "invalid_refresh_token");
+    refresh(&app, &third)
+        .await
+        .expect_problem(401, "invalid_refresh_token");
+    // Another sign-in of the same account is another chain, untouched.
+    let (_, other) = signed_in(&app).await;
+    refresh(&app, &other).await.expect(200);
+    for bad in ["", "rt_nope", "not-a-token", &"rt_".repeat(100)] {
+        refresh(&app, bad)
+            .await
+            .expect_problem(401, "invalid_refresh_token");
+    }
+    app.post("/auth/refresh", None, json!({}))
+        .await
+        .expect_problem(422, "validation_failed");
+}
+
+async fn two_refreshes_with_one_token_leave_neither_a_session(app: TestApp) {
+    let (_, token) = signed_in(&app).await;
+    let (a, b) = tokio::join!(refresh(&app, &token), refresh(&app, &token));
+    let statuses = [a.status.as_u16(), b.status.as_u16()];
+    assert!(statuses.contains(&401), "one is a reuse: {statuses:?}");
+    // Whoever won, the chain is revoked: its new token no longer works.
+    for won in [a, b].iter().filter(|x| x.status == 200) {
+        let next = won.body["refreshToken"].as_str().unwrap();
+        refresh(&app, next)
+            .await
+            .expect_problem(401, "invalid_refresh_token");
+    }
+}
+
+async fn logout_ends_the_session_and_refresh_tokens_expire(app: TestApp) {
+    let (access, token) = signed_in(&app).await;
+    let (other_access, other_token) = signed_in(&app).await;
+    // Another user's token is not the caller's to end.
+    let answer = app
+        .post(
+            "/auth/logout",
+            Some(&other_access),
+            json!({"refreshToken": token}),
+        )
+        .await;
+    assert_eq!(answer.status, 204);
+    let next = refresh(&app, &token).await.expect(200)["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = app
+        .post("/auth/logout", Some(&access), json!({"refreshToken": next}))
+        .await;
+    assert_eq!(out.status, 204);
+    refresh(&app, &next)
+        .await
+        .expect_problem(401, "invalid_refresh_token");
+    app.post("/auth/logout", None, json!({"refreshToken": other_token}))
+        .await
+        .expect(401);
+    refresh(&app, &other_token).await.expect(200);
+
+    let short = app.sibling(&[("REFRESH_TOKEN_TTL", "1s")]).await;
+    let (_, expiring) = signed_in_with_ttl(&short).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    refresh(&short, &expiring)
+        .await
+        .expect_problem(401, "invalid_refresh_token");
+}
+
+async fn signed_in_with_ttl(app: &TestApp) -> (String, String) {
+    let email = format!("t-{}@example.com", Uuid::new_v4().simple());
+    let answer = app
+        .post(
+            "/auth/register",
+            None,
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+    let body = answer.expect(201);
+    assert_eq!(body["refreshExpiresIn"], 1);
+    (
+        body["access_token"].as_str().unwrap().to_owned(),
+        body["refreshToken"].as_str().unwrap().to_owned(),
+    )
 }

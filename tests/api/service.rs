@@ -34,6 +34,8 @@ async fn openapi_describes_every_route(app: TestApp) {
         ("/auth/register", &["post"][..]),
         ("/auth/login", &["post"]),
         ("/auth/me", &["get"]),
+        ("/auth/refresh", &["post"]),
+        ("/auth/logout", &["post"]),
         ("/products", &["get", "post"]),
         ("/products/{id}", &["get", "put", "patch", "delete"]),
         ("/orders", &["get", "post"]),
