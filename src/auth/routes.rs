@@ -80,10 +80,16 @@ fn sessions(state: &AppState) -> Sessions<'_> {
     }
 }
 
-/// The refresh token of a request body; 422 when it is missing.
+/// The refresh token of a request body; 422 when it is missing or longer than any token.
 fn refresh_token(body: RefreshRequest) -> AppResult<String> {
-    body.refresh_token
-        .ok_or_else(|| AppError::invalid_field("refreshToken", "is required"))
+    match body.refresh_token {
+        None => Err(AppError::invalid_field("refreshToken", "is required")),
+        Some(token) if token.chars().count() > 200 => Err(AppError::invalid_field(
+            "refreshToken",
+            "must be at most 200 characters",
+        )),
+        Some(token) => Ok(token),
+    }
 }
 
 /// Exchange a refresh token for new tokens. The token is spent; a spent token used again
