@@ -169,7 +169,13 @@ pub async fn restore<C: ConnectionTrait>(
             "stock restored without its order"
         )));
     };
-    let lines: Vec<Line> = order_item::Entity::find()
+    let lines = lines_of(txn, order_id).await?;
+    put_back(txn, &lines, cause, now).await
+}
+
+/// The lines of order `order_id`, as reserved.
+pub async fn lines_of<C: ConnectionTrait>(txn: &C, order_id: Uuid) -> AppResult<Vec<Line>> {
+    Ok(order_item::Entity::find()
         .filter(order_item::Column::OrderId.eq(order_id))
         .all(txn)
         .await?
@@ -178,8 +184,7 @@ pub async fn restore<C: ConnectionTrait>(
             product_id: item.product_id,
             quantity: item.quantity,
         })
-        .collect();
-    put_back(txn, &lines, cause, now).await
+        .collect())
 }
 
 /// Puts `lines` back on the shelf (deleted products included), one movement each.

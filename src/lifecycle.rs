@@ -408,16 +408,7 @@ pub async fn revive<C: ConnectionTrait>(
             "This payment is no longer FAILED; nothing to retry.",
         )));
     };
-    let lines: Vec<Line> = order_item::Entity::find()
-        .filter(order_item::Column::OrderId.eq(payment.order_id))
-        .all(txn)
-        .await?
-        .into_iter()
-        .map(|item| Line {
-            product_id: item.product_id,
-            quantity: item.quantity,
-        })
-        .collect();
+    let lines = inventory::lines_of(txn, payment.order_id).await?;
     let cause = Cause::order(MovementReason::Order, payment.order_id, actor);
     if let Err(problem) = inventory::reserve(txn, &lines, cause, now).await? {
         return Ok(Err(problem));

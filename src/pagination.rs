@@ -157,6 +157,18 @@ pub fn cursor_limit(raw: Option<&str>, errors: &mut FieldErrors) -> u64 {
     }
 }
 
+/// Query of a log listed newest first by cursor (webhook deliveries, stock movements).
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NewestFirstQuery {
+    /// Only entries older than this one (an entry's `id`, or `nextCursor`).
+    #[param(value_type = Option<uuid::Uuid>)]
+    pub after: Option<String>,
+    /// Page size (default 50).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+}
+
 /// A page of a log read by cursor, before it takes its own type.
 pub struct CursorRows<T> {
     pub items: Vec<T>,

@@ -86,6 +86,18 @@ pub fn failed(what: &str) -> AppError {
     )
 }
 
+/// Documents the `If-Match` request header of a conditional write (read by
+/// [`Precondition`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documents a header, read by the `Precondition` extractor
+pub struct IfMatchHeader {
+    /// The `ETag` read before (or `*`): the write applies only if the resource is still at
+    /// that version, else 412 `precondition_failed` and nothing changes.
+    #[param(rename = "If-Match", example = "\"3\"")]
+    if_match: Option<String>,
+}
+
 /// The request's `If-Match`, if it has one (an extractor that never refuses).
 #[derive(Clone, Debug, Default)]
 pub struct Precondition(pub Option<IfMatch>);

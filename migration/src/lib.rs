@@ -35,6 +35,21 @@ impl MigratorTrait for Migrator {
     }
 }
 
+/// Drops `tables` (those that exist), in order.
+pub(crate) async fn drop_tables(manager: &SchemaManager<'_>, tables: &[&str]) -> Result<(), DbErr> {
+    for table in tables {
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(Alias::new(*table))
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// Runs the script written for the connected backend: `;`-separated statements (none may
 /// hold a `;` of its own), one at a time.
 pub(crate) async fn run_script(

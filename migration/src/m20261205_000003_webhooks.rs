@@ -92,20 +92,14 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            "webhook_dispatch",
-            "webhook_deliveries",
-            "webhook_endpoints",
-        ] {
-            manager
-                .drop_table(
-                    Table::drop()
-                        .table(Alias::new(table))
-                        .if_exists()
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        crate::drop_tables(
+            manager,
+            &[
+                "webhook_dispatch",
+                "webhook_deliveries",
+                "webhook_endpoints",
+            ],
+        )
+        .await
     }
 }

@@ -112,16 +112,7 @@ impl MigrationTrait for Migration {
                 "UPDATE orders SET status = 'COMPLETED' WHERE status IN ('PARTIALLY_REFUNDED', 'REFUNDED')",
             )
             .await?;
-        for table in ["refunds", "stock_movements"] {
-            manager
-                .drop_table(
-                    Table::drop()
-                        .table(Alias::new(table))
-                        .if_exists()
-                        .to_owned(),
-                )
-                .await?;
-        }
+        crate::drop_tables(manager, &["refunds", "stock_movements"]).await?;
         for (table, column) in [
             ("products", "version"),
             ("order_items", "restock_claimed"),

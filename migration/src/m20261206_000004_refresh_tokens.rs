@@ -46,13 +46,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(
-                Table::drop()
-                    .table(Alias::new("refresh_tokens"))
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await
+        crate::drop_tables(manager, &["refresh_tokens"]).await
     }
 }

@@ -13,7 +13,7 @@ use crate::{
     auth::AuthUser,
     error::{AppResult, Problem},
     extract::{Json, Path},
-    precondition::{Precondition, etag_header},
+    precondition::{IfMatchHeader, Precondition, etag_header},
     state::AppState,
 };
 
@@ -83,7 +83,7 @@ async fn create_category(
 /// reorder.
 #[utoipa::path(patch, path = "/categories/{id}", tag = "categories",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Category id"), CategoryIfMatch),
+    params(("id" = Uuid, Path, description = "Category id"), IfMatchHeader),
     request_body = CategoryInput,
     responses(
         (status = 200, body = CategoryResponse, headers(("ETag" = String, description = "The category's new version"))),
@@ -111,7 +111,7 @@ async fn patch_category(
 /// Delete a category without subcategories (ADMIN); its products just lose it.
 #[utoipa::path(delete, path = "/categories/{id}", tag = "categories",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Category id"), CategoryIfMatch),
+    params(("id" = Uuid, Path, description = "Category id"), IfMatchHeader),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
@@ -130,15 +130,4 @@ async fn delete_category(
     user.require_admin()?;
     super::delete(&categories(&state), id, precondition.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The `If-Match` request header of the category writes.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)] // documents a header, read by the `Precondition` extractor
-struct CategoryIfMatch {
-    /// The `ETag` read before (or `*`): the write applies only if the category is still at
-    /// that version, else 412 and nothing changes.
-    #[param(rename = "If-Match", example = "\"3\"")]
-    if_match: Option<String>,
 }

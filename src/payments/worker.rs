@@ -397,15 +397,10 @@ pub async fn run(env: Environment, shutdown: CancellationToken) {
             "payment worker stopping: finishing running attempts"
         );
     }
-    let drained = tokio::time::timeout(DRAIN, async {
-        while running.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
+    if !crate::queue::drain(&mut running, DRAIN).await {
         tracing::warn!(
             "payment worker stopped with attempts still running; their jobs return when the leases expire"
         );
-        running.abort_all();
     }
     tracing::info!("payment worker stopped");
 }

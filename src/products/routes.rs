@@ -11,15 +11,15 @@ use uuid::Uuid;
 use super::{
     dto::{NewProduct, ProductInput, ProductListQuery, ProductResponse},
     service::{self, Catalog},
-    stock::{self, AdjustmentInput, MovementPage, MovementQuery, StockAudit, StockMovement},
+    stock::{self, AdjustmentInput, MovementPage, StockAudit, StockMovement},
 };
 use crate::{
     auth::AuthUser,
     error::{AppResult, Problem},
     events::Actor,
     extract::{Json, Path, Query},
-    pagination::Page,
-    precondition::{Precondition, etag_header},
+    pagination::{NewestFirstQuery, Page},
+    precondition::{IfMatchHeader, Precondition, etag_header},
     state::AppState,
 };
 
@@ -188,17 +188,6 @@ async fn delete_product(
     ))
 }
 
-/// The `If-Match` request header of the product writes.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)] // documents a header, read by the `Precondition` extractor
-struct IfMatchHeader {
-    /// The `ETag` read before (or `*`): the write applies only if the product is still at
-    /// that version, else 412 and nothing changes.
-    #[param(rename = "If-Match", example = "\"3\"")]
-    if_match: Option<String>,
-}
-
 /// Move a product's stock by a delta, with a reason (ADMIN). Safe beside any number of
 /// concurrent orders: the stock never goes below zero.
 #[utoipa::path(post, path = "/products/{id}/stock-adjustments", tag = "products",
@@ -228,7 +217,7 @@ async fn adjust_stock(
 /// A product's stock movements, newest first, by cursor (ADMIN).
 #[utoipa::path(get, path = "/products/{id}/stock-movements", tag = "products",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Product id"), MovementQuery),
+    params(("id" = Uuid, Path, description = "Product id"), NewestFirstQuery),
     responses(
         (status = 200, body = MovementPage),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
@@ -241,7 +230,7 @@ async fn stock_movements(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<Uuid>,
-    Query(query): Query<MovementQuery>,
+    Query(query): Query<NewestFirstQuery>,
 ) -> AppResult<Json<MovementPage>> {
     user.require_admin()?;
     Ok(Json(stock::movements(&state.db, id, query).await?))

@@ -9,7 +9,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::service::Catalog;
@@ -19,7 +19,7 @@ use crate::{
     error::{AppError, AppResult, FieldErrors},
     events::{self, Actor, ActorKind, NewEvent},
     inventory::{self, Cause, MAX_STOCK, Refused},
-    pagination::{cursor_limit, cursor_rows, optional_uuid},
+    pagination::{NewestFirstQuery, cursor_limit, cursor_rows, optional_uuid},
 };
 
 /// The longest `reference` of an adjustment.
@@ -117,18 +117,6 @@ impl TryFrom<stock_movement::Model> for StockMovement {
             created_at: row.created_at,
         })
     }
-}
-
-/// Query of `GET /products/{id}/stock-movements`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct MovementQuery {
-    /// Only movements older than this one (a movement `id`, or `nextCursor`).
-    #[param(value_type = Option<Uuid>)]
-    pub after: Option<String>,
-    /// Page size (default 50).
-    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
-    pub limit: Option<String>,
 }
 
 /// A page of a product's movements, newest first.
@@ -274,7 +262,7 @@ pub async fn adjust(
 pub async fn movements(
     db: &DatabaseConnection,
     id: Uuid,
-    query: MovementQuery,
+    query: NewestFirstQuery,
 ) -> AppResult<MovementPage> {
     let mut errors = FieldErrors::new();
     let after = optional_uuid(

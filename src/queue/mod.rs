@@ -101,6 +101,20 @@ pub(crate) fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros().div_euclid(1000) + i64::from(at.timestamp_micros().rem_euclid(1000) != 0)
 }
 
+/// Lets the tasks still `running` at shutdown finish, for at most `within`; aborts those
+/// that have not by then (their jobs return to the queue when their leases run out).
+/// `false` when some had to be aborted.
+pub async fn drain(running: &mut tokio::task::JoinSet<()>, within: Duration) -> bool {
+    let drained = tokio::time::timeout(within, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        running.abort_all();
+    }
+    drained.is_ok()
+}
+
 /// How many ids a sweep reads per query.
 const SWEEP_PAGE: u64 = 1000;
 

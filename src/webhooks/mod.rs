@@ -17,7 +17,7 @@ use sea_orm::{
     QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
@@ -25,7 +25,7 @@ use crate::{
     config::WebhookConfig,
     error::{AppError, AppResult, FieldErrors},
     extract::present,
-    pagination::{cursor_limit, cursor_rows, optional_uuid},
+    pagination::{NewestFirstQuery, cursor_limit, cursor_rows, optional_uuid},
     queue::JobQueue,
 };
 
@@ -229,18 +229,6 @@ impl From<webhook_delivery::Model> for Delivery {
             updated_at: row.updated_at,
         }
     }
-}
-
-/// Query of `GET /webhooks/{id}/deliveries`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct DeliveryQuery {
-    /// Only deliveries older than this one (a delivery `id`, or `nextCursor`).
-    #[param(value_type = Option<Uuid>)]
-    pub after: Option<String>,
-    /// Page size (default 50).
-    #[param(value_type = Option<u64>, minimum = 1, maximum = 100)]
-    pub limit: Option<String>,
 }
 
 /// A page of an endpoint's deliveries, newest first.
@@ -472,7 +460,7 @@ pub async fn rotate_secret(db: &DatabaseConnection, id: Uuid) -> AppResult<Secre
 pub async fn deliveries(
     db: &DatabaseConnection,
     id: Uuid,
-    query: DeliveryQuery,
+    query: NewestFirstQuery,
 ) -> AppResult<DeliveryPage> {
     let mut errors = FieldErrors::new();
     let after = optional_uuid(

@@ -7,13 +7,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    CreatedEndpoint, Delivery, DeliveryPage, DeliveryQuery, Endpoint, EndpointChanges, NewEndpoint,
-    Secret, Webhooks,
+    CreatedEndpoint, Delivery, DeliveryPage, Endpoint, EndpointChanges, NewEndpoint, Secret,
+    Webhooks,
 };
 use crate::{
     auth::AuthUser,
     error::{AppResult, Problem},
     extract::{Json, Path, Query},
+    pagination::NewestFirstQuery,
     state::AppState,
 };
 
@@ -170,7 +171,7 @@ async fn rotate_secret(
 /// The endpoint's deliveries, newest first, by cursor (ADMIN).
 #[utoipa::path(get, path = "/webhooks/{id}/deliveries", tag = "webhooks",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Endpoint id"), DeliveryQuery),
+    params(("id" = Uuid, Path, description = "Endpoint id"), NewestFirstQuery),
     responses(
         (status = 200, body = DeliveryPage),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
@@ -183,7 +184,7 @@ async fn list_deliveries(
     State(state): State<AppState>,
     user: AuthUser,
     Path(id): Path<Uuid>,
-    Query(query): Query<DeliveryQuery>,
+    Query(query): Query<NewestFirstQuery>,
 ) -> AppResult<Json<DeliveryPage>> {
     user.require_admin()?;
     Ok(Json(super::deliveries(&state.db, id, query).await?))

@@ -465,13 +465,7 @@ pub async fn run(sender: Arc<Sender>, stop: CancellationToken) {
             }
         }
     }
-    let drained = tokio::time::timeout(DRAIN, async {
-        while running.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        running.abort_all();
-    }
+    crate::queue::drain(&mut running, DRAIN).await;
 }
 
 /// Puts back in the queue what it lost: expired leases, and deliveries due for a while
