@@ -74,6 +74,36 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// The longest a request may take before it is answered 503.
     pub request_timeout: Duration,
+    /// How mail is sent, and what password reset mails hold.
+    pub mail: MailConfig,
+}
+
+/// How mail leaves the service.
+#[derive(Clone, Debug)]
+pub enum MailTransport {
+    /// One `.eml` file per message in a directory (`MAIL_DIR`).
+    File { dir: PathBuf },
+    /// An SMTP server (`SMTP_URL`, such as `smtps://user:pass@smtp.example.com` or
+    /// `smtp://relay:587?tls=required`).
+    Smtp { url: SecretString },
+    /// Written to the log.
+    Log,
+}
+
+/// Mail, and password resets.
+#[derive(Clone, Debug)]
+pub struct MailConfig {
+    pub transport: MailTransport,
+    /// The sender (`MAIL_FROM`).
+    pub from: String,
+    /// Where the storefront is (`PUBLIC_URL`, no trailing `/`): links in mails point there.
+    pub public_url: String,
+    /// How long a password reset link works (`PASSWORD_RESET_TTL`).
+    pub reset_ttl: Duration,
+    /// Reset requests allowed per address per hour (`PASSWORD_RESET_MAX_PER_ADDRESS`).
+    pub reset_per_address: u32,
+    /// Reset requests allowed per email per hour (`PASSWORD_RESET_MAX_PER_EMAIL`).
+    pub reset_per_email: u32,
 }
 
 /// How payments are simulated, retried and worked off.
@@ -367,6 +397,7 @@ impl Config {
             "json" => Ok(LogFormat::Json),
             _ => Err("expected pretty or json".into()),
         });
+        let mail = mail_config(&mut env, &database, port);
         if !env.errors.is_empty() {
             return Err(ConfigError(env.errors));
         }
@@ -397,6 +428,7 @@ impl Config {
             cache_ttl,
             cors_origins,
             request_timeout,
+            mail,
         })
     }
 
@@ -453,6 +485,69 @@ fn payment_config(env: &mut Reader<'_>) -> PaymentConfig {
         ));
     }
     payments
+}
+
+/// `MAIL_*`, `SMTP_URL`, `PUBLIC_URL` and `PASSWORD_RESET_*`. Mail goes to files on the
+/// embedded database and to the log with PostgreSQL, unless `MAIL_TRANSPORT` says otherwise.
+fn mail_config(env: &mut Reader<'_>, database: &DatabaseConfig, port: u16) -> MailConfig {
+    let default = if database.is_postgres() {
+        "log"
+    } else {
+        "file"
+    };
+    let kind = env.parse("MAIL_TRANSPORT", default.to_owned(), |raw| match raw {
+        "file" | "smtp" | "log" => Ok(raw.to_owned()),
+        _ => Err("expected file, smtp or log".into()),
+    });
+    let dir = env.parse("MAIL_DIR", PathBuf::from("data/mail"), |raw| {
+        Ok(PathBuf::from(raw))
+    });
+    let smtp = env.parse("SMTP_URL", None, |raw| {
+        if raw.starts_with("smtp://") || raw.starts_with("smtps://") {
+            Ok(Some(SecretString::from(raw)))
+        } else {
+            Err("expected an smtp:// or smtps:// URL".into())
+        }
+    });
+    let transport = match (kind.as_str(), smtp) {
+        ("smtp", Some(url)) => MailTransport::Smtp { url },
+        ("smtp", None) => {
+            env.errors
+                .push("SMTP_URL: required with MAIL_TRANSPORT=smtp".into());
+            MailTransport::Log
+        }
+        ("file", _) => MailTransport::File { dir },
+        _ => MailTransport::Log,
+    };
+    let from = env.parse(
+        "MAIL_FROM",
+        "shop <no-reply@shop.local>".to_owned(),
+        |raw| {
+            raw.parse::<lettre::message::Mailbox>()
+                .map(|_| raw.to_owned())
+                .map_err(|err| {
+                    format!("expected a mailbox such as `Shop <shop@example.com>` ({err})")
+                })
+        },
+    );
+    let public_url = env.parse("PUBLIC_URL", format!("http://localhost:{port}"), |raw| {
+        let url = raw.trim_end_matches('/');
+        if (url.starts_with("http://") || url.starts_with("https://"))
+            && !url.contains(char::is_whitespace)
+        {
+            Ok(url.to_owned())
+        } else {
+            Err("expected the storefront's http:// or https:// address".into())
+        }
+    });
+    MailConfig {
+        transport,
+        from,
+        public_url,
+        reset_ttl: env.duration("PASSWORD_RESET_TTL", 30 * 60 * SECOND, SECOND..=DAY),
+        reset_per_address: env.number("PASSWORD_RESET_MAX_PER_ADDRESS", 10u32, 1..=100_000),
+        reset_per_email: env.number("PASSWORD_RESET_MAX_PER_EMAIL", 3u32, 1..=1000),
+    }
 }
 
 /// `LOGIN_*`: how many failed sign-ins are allowed, counted three ways.

@@ -90,3 +90,34 @@ pub async fn begin_read(db: &DatabaseConnection) -> Result<DatabaseTransaction, 
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.ping().await
 }
+
+/// `lower(column) LIKE '%text%'`: `text` (lower-cased by the caller) matched literally, its
+/// `%`, `_` and `\` escaped.
+pub fn lower_contains(column: sea_orm::sea_query::Expr, text: &str) -> sea_orm::sea_query::Expr {
+    use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+    let pattern = format!("%{}%", escape_like(text));
+    Expr::expr(Func::lower(column)).like(LikeExpr::new(pattern).escape('\\'))
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_like;
+
+    #[test]
+    fn like_wildcards_match_literally() {
+        assert_eq!(escape_like("50%_off\\"), "50\\%\\_off\\\\");
+        assert_eq!(escape_like("plain"), "plain");
+    }
+}

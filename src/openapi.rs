@@ -23,6 +23,7 @@ use utoipa::{
         crate::payments::PaymentEvent,
         crate::pagination::SortOrder,
         crate::products::dto::ProductSortParam,
+        crate::users::UserSortParam,
         crate::orders::dto::OrderSortParam,
         crate::orders::OrderStatus,
     )),
@@ -33,7 +34,7 @@ use utoipa::{
         (name = "orders", description = "Placing, reading and cancelling orders"),
         (name = "events", description = "The event log: every change to an order, a payment or the catalog"),
         (name = "webhooks", description = "Endpoints that receive events as signed HTTP POSTs, and their delivery log"),
-        (name = "admin", description = "The job queues and the stock audit"),
+        (name = "admin", description = "Accounts, the job queues and the stock audit"),
         (name = "service", description = "Health and readiness"),
     )
 )]

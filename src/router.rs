@@ -29,7 +29,7 @@ use crate::{
     openapi::ApiDoc,
     orders, payments, products, refunds,
     state::AppState,
-    webhooks,
+    users, webhooks,
 };
 
 /// The largest request body accepted.
@@ -45,7 +45,8 @@ pub fn router(state: AppState) -> Router {
         .merge(payments::routes::router())
         .merge(events::routes::router())
         .merge(webhooks::routes::router())
-        .merge(refunds::routes::router());
+        .merge(refunds::routes::router())
+        .merge(users::routes::router());
     let api = match &state.api_limit {
         Some(limiter) => limiter.apply(api),
         None => api,

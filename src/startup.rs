@@ -13,18 +13,21 @@ use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::{self, JwtKeys, PasswordHasher},
+    auth::{self, Authenticator, JwtKeys, PasswordHasher},
     cache::{Cache, MemoryCache, RedisCache},
     config::Config,
     db,
     events::{self, relay},
-    idempotency, metrics,
+    idempotency,
+    mail::Mailer,
+    metrics,
     notifier::Notifier,
     orders::service::Orders,
     payments::worker,
     queue::{JobQueue, MemoryQueue, RedisQueue},
     rate_limit::{
-        ApiLimiter, ClientIp, FailureCounter, LoginGuard, MemoryFailureCounter, RedisFailureCounter,
+        ApiLimiter, ClientIp, FailureCounter, LoginGuard, MemoryFailureCounter,
+        RedisFailureCounter, RequestLimit,
     },
     realtime::Realtime,
     redis_client, router, seed,
@@ -109,7 +112,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Realtime)>
         .context("password hasher set-up failed")??;
     let backends = Backends::connect(&config).await?;
     let live_events = tokio::sync::broadcast::channel(1024).0;
-    let realtime = Realtime::new(jwt.clone(), db.clone(), live_events.clone());
+    let auth = Arc::new(Authenticator::new(jwt.clone(), db.clone()));
+    let realtime = Realtime::new(auth.clone(), db.clone(), live_events.clone());
     let clients = ClientIp::new(config.trusted_proxies.clone());
     let api_limit = ApiLimiter::new(config.api_rate, &clients);
     let config = Arc::new(config);
@@ -122,12 +126,21 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Realtime)>
             config: config.clone(),
         },
         notifier,
+        resets: RequestLimit::new(
+            "password-reset",
+            config.mail.reset_per_address,
+            config.mail.reset_per_email,
+            Duration::from_secs(3600),
+            backends.failures.clone(),
+        ),
         logins: LoginGuard::new(config.login, backends.failures),
+        mailer: Arc::new(Mailer::new(&config.mail)?),
         queue: backends.queue,
         webhook_queue: backends.webhook_queue,
         refund_queue: backends.refund_queue,
         cache: backends.cache,
         jwt,
+        auth,
         passwords: Arc::new(passwords),
         api_limit,
         views: Arc::default(),
@@ -190,6 +203,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let housekeeping = tokio::spawn(purge_idempotency_keys(self.state.clone(), stop.clone()));
+        let sessions = tokio::spawn(self.state.auth.clone().listen(stop.clone()));
         let views = tokio::spawn(crate::products::views::run(
             self.state.views.clone(),
             self.state.db.clone(),
@@ -234,6 +248,7 @@ impl Application {
         .await;
         stop.cancel();
         let _ = housekeeping.await;
+        let _ = sessions.await;
         let _ = views.await;
         if let Some(pruning) = pruning {
             let _ = pruning.await;
@@ -330,6 +345,11 @@ async fn purge_idempotency_keys(state: AppState, stop: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned expired refresh tokens"),
             Err(err) => tracing::warn!(error = ?err, "could not prune refresh tokens"),
+        }
+        match crate::auth::reset::prune(&state.db).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned used and expired password resets"),
+            Err(err) => tracing::warn!(error = ?err, "could not prune password resets"),
         }
         match crate::webhooks::prune(&state.db, state.config.event_retention).await {
             Ok(0) => {}

@@ -7,13 +7,14 @@ use axum::extract::FromRef;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    auth::{JwtKeys, PasswordHasher},
+    auth::{Authenticator, JwtKeys, PasswordHasher},
     cache::Cache,
     config::Config,
+    mail::Mailer,
     notifier::Notifier,
     orders::service::Orders,
     queue::JobQueue,
-    rate_limit::{ApiLimiter, ClientIp, LoginGuard},
+    rate_limit::{ApiLimiter, ClientIp, LoginGuard, RequestLimit},
 };
 
 /// Everything the HTTP side of a process holds.
@@ -21,6 +22,8 @@ pub struct App {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
     pub jwt: Arc<JwtKeys>,
+    /// Checks access tokens against their account's standing.
+    pub auth: Arc<Authenticator>,
     pub passwords: Arc<PasswordHasher>,
     /// The retry queue: Redis with `REDIS_URL`, else in this process.
     pub queue: Arc<dyn JobQueue>,
@@ -36,6 +39,10 @@ pub struct App {
     pub cache: Arc<dyn Cache>,
     /// Failed logins: Redis with `REDIS_URL`, else in this process.
     pub logins: LoginGuard,
+    /// Password reset requests, counted like failed logins.
+    pub resets: RequestLimit,
+    /// Outgoing mail.
+    pub mailer: Arc<Mailer>,
     /// The events this process's relay reads, for its open `GET /events/stream`s.
     pub live_events: tokio::sync::broadcast::Sender<Arc<crate::events::Event>>,
     /// Who the client is (the peer, or behind trusted proxies the forwarded address).
@@ -58,9 +65,9 @@ impl Deref for AppState {
     }
 }
 
-impl FromRef<AppState> for Arc<JwtKeys> {
+impl FromRef<AppState> for Arc<Authenticator> {
     fn from_ref(state: &AppState) -> Self {
-        state.jwt.clone()
+        state.auth.clone()
     }
 }
 

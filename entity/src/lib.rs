@@ -9,6 +9,7 @@ pub mod event;
 pub mod idempotency_key;
 pub mod order;
 pub mod order_item;
+pub mod password_reset;
 pub mod payment;
 pub mod product;
 pub mod product_category;

@@ -14,6 +14,12 @@ pub struct Model {
     pub name: Option<String>,
     pub password_hash: String,
     pub role: Role,
+    /// Grows when every session of the account must end (logout-all, a new password,
+    /// disabling): access tokens carry the epoch they were issued in, and older ones are
+    /// refused.
+    pub session_epoch: i64,
+    /// When an admin disabled the account; it cannot sign in while set.
+    pub disabled_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -14,6 +14,7 @@ mod m20261206_000001_money_and_stock;
 mod m20261206_000002_categories;
 mod m20261206_000003_product_views;
 mod m20261206_000004_refresh_tokens;
+mod m20261206_000005_accounts;
 
 /// Every migration of the shop, in order.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000002_categories::Migration),
             Box::new(m20261206_000003_product_views::Migration),
             Box::new(m20261206_000004_refresh_tokens::Migration),
+            Box::new(m20261206_000005_accounts::Migration),
         ]
     }
 }

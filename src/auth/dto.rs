@@ -31,6 +31,36 @@ pub struct LoginRequest {
     pub password: Option<String>,
 }
 
+/// `POST /auth/change-password`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangePasswordRequest {
+    #[schema(value_type = String, required = true, example = "Str0ng!pass")]
+    pub current_password: Option<String>,
+    /// The password policy of registration.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128, pattern = r"^(?=.*[A-Z])(?=.*[a-z])(?=.*[0-9])(?=.*[^A-Za-z0-9\s])[^\u0000-\u001F\u007F-\u009F]*$", example = "N3w!passw0rd")]
+    pub new_password: Option<String>,
+}
+
+/// `POST /auth/password-reset`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordResetRequest {
+    #[schema(value_type = String, required = true, max_length = 320, example = "ann@example.com")]
+    pub email: Option<String>,
+}
+
+/// `POST /auth/password-reset/confirm`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordResetConfirm {
+    /// The token of the emailed link.
+    #[schema(value_type = String, required = true, max_length = 200, example = "pr_4b9c...")]
+    pub token: Option<String>,
+    /// The password policy of registration.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128, pattern = r"^(?=.*[A-Z])(?=.*[a-z])(?=.*[0-9])(?=.*[^A-Za-z0-9\s])[^\u0000-\u001F\u007F-\u009F]*$", example = "N3w!passw0rd")]
+    pub new_password: Option<String>,
+}
+
 /// An account as clients see it.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -39,6 +69,8 @@ pub struct UserResponse {
     pub email: String,
     pub name: Option<String>,
     pub role: Role,
+    /// A disabled account cannot sign in, and its tokens are refused.
+    pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -79,6 +111,7 @@ impl From<entity::user::Model> for UserResponse {
             email: user.email,
             name: user.name,
             role: user.role,
+            disabled: user.disabled_at.is_some(),
             created_at: user.created_at,
             updated_at: user.updated_at,
         }

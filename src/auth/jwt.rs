@@ -17,6 +17,10 @@ pub struct Claims {
     pub role: Role,
     pub iat: i64,
     pub exp: i64,
+    /// The account's session epoch when the token was issued; a token of an older epoch
+    /// is refused. Tokens without it are of epoch 0.
+    #[serde(default)]
+    pub ep: i64,
 }
 
 /// The signing keys and token lifetime.
@@ -45,21 +49,21 @@ impl JwtKeys {
         self.ttl
     }
 
-    /// Signs a token for `sub` valid from `now` for the configured lifetime.
+    /// Signs a token for `user` (in its current session epoch) valid from `now` for the
+    /// configured lifetime.
     pub fn issue(
         &self,
-        sub: Uuid,
-        email: &str,
-        role: Role,
+        user: &entity::user::Model,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<String, AppError> {
         let iat = now.timestamp();
         let claims = Claims {
-            sub,
-            email: email.to_owned(),
-            role,
+            sub: user.id,
+            email: user.email.clone(),
+            role: user.role,
             iat,
             exp: iat + self.ttl.as_secs() as i64,
+            ep: user.session_epoch,
         };
         self.sign(&claims)
     }
@@ -92,6 +96,20 @@ mod tests {
         JwtKeys::new(&[7u8; 32], Duration::from_secs(3600))
     }
 
+    fn user(id: Uuid, role: Role) -> entity::user::Model {
+        entity::user::Model {
+            id,
+            email: "a@b.co".into(),
+            name: None,
+            password_hash: String::new(),
+            role,
+            session_epoch: 3,
+            disabled_at: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
     fn detail(err: AppError) -> String {
         match err {
             AppError::Problem { status, detail, .. } => {
@@ -106,19 +124,20 @@ mod tests {
     fn issued_tokens_verify_with_their_claims() {
         let id = Uuid::now_v7();
         let now = Utc::now();
-        let token = keys().issue(id, "a@b.co", Role::Admin, now).unwrap();
+        let token = keys().issue(&user(id, Role::Admin), now).unwrap();
         let claims = keys().verify(&token).unwrap();
         assert_eq!(claims.sub, id);
         assert_eq!(claims.email, "a@b.co");
         assert_eq!(claims.role, Role::Admin);
         assert_eq!(claims.exp - claims.iat, 3600);
+        assert_eq!(claims.ep, 3);
     }
 
     #[test]
     fn expired_tokens_are_refused() {
         let past = Utc::now() - chrono::Duration::hours(2);
         let token = keys()
-            .issue(Uuid::now_v7(), "a@b.co", Role::Client, past)
+            .issue(&user(Uuid::now_v7(), Role::Client), past)
             .unwrap();
         assert!(detail(keys().verify(&token).unwrap_err()).contains("expired"));
     }
@@ -126,7 +145,7 @@ mod tests {
     #[test]
     fn tampered_tokens_are_refused() {
         let token = keys()
-            .issue(Uuid::now_v7(), "a@b.co", Role::Client, Utc::now())
+            .issue(&user(Uuid::now_v7(), Role::Client), Utc::now())
             .unwrap();
         // Promote the payload to ADMIN without re-signing.
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
@@ -139,7 +158,7 @@ mod tests {
         // Signed with another secret.
         let other = JwtKeys::new(&[8u8; 32], Duration::from_secs(3600));
         let foreign = other
-            .issue(Uuid::now_v7(), "a@b.co", Role::Client, Utc::now())
+            .issue(&user(Uuid::now_v7(), Role::Client), Utc::now())
             .unwrap();
         assert!(keys().verify(&foreign).is_err());
         assert!(keys().verify("not.a.token").is_err());
@@ -154,6 +173,7 @@ mod tests {
             role: Role::Admin,
             iat: Utc::now().timestamp(),
             exp: Utc::now().timestamp() + 60,
+            ep: 0,
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),

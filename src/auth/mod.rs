@@ -4,10 +4,12 @@
 pub mod dto;
 mod jwt;
 mod password;
+pub mod reset;
 pub mod routes;
 mod secret;
 pub mod service;
 pub mod sessions;
+pub mod standing;
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ pub use entity::Role;
 pub use jwt::{Claims, JwtKeys};
 pub use password::PasswordHasher;
 pub use secret::jwt_secret;
+pub use standing::Authenticator;
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -48,16 +51,6 @@ impl AuthUser {
     }
 }
 
-impl From<Claims> for AuthUser {
-    fn from(claims: Claims) -> Self {
-        Self {
-            id: claims.sub,
-            email: claims.email,
-            role: claims.role,
-        }
-    }
-}
-
 /// The token of an `Authorization` value of the form `Bearer <token>` (the scheme in any
 /// case); `None` for anything else. The one parser of bearer credentials, for HTTP and
 /// Socket.IO alike.
@@ -83,17 +76,21 @@ fn request_token(parts: &Parts) -> Result<Option<&str>, AppError> {
         })
 }
 
-/// Works with any state that can hand out the signing keys.
+/// Works with any state that can hand out the [`Authenticator`].
 impl<S> FromRequestParts<S> for AuthUser
 where
     S: Send + Sync,
-    Arc<JwtKeys>: FromRef<S>,
+    Arc<Authenticator>: FromRef<S>,
 {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         match request_token(parts)? {
-            Some(token) => Ok(Arc::<JwtKeys>::from_ref(state).verify(token)?.into()),
+            Some(token) => {
+                Arc::<Authenticator>::from_ref(state)
+                    .authenticate(token)
+                    .await
+            }
             None => Err(AppError::unauthorized(
                 "Sign in and send `Authorization: Bearer <access_token>`.",
             )),
@@ -105,13 +102,17 @@ where
 impl<S> OptionalFromRequestParts<S> for AuthUser
 where
     S: Send + Sync,
-    Arc<JwtKeys>: FromRef<S>,
+    Arc<Authenticator>: FromRef<S>,
 {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, AppError> {
         match request_token(parts)? {
-            Some(token) => Ok(Some(Arc::<JwtKeys>::from_ref(state).verify(token)?.into())),
+            Some(token) => Ok(Some(
+                Arc::<Authenticator>::from_ref(state)
+                    .authenticate(token)
+                    .await?,
+            )),
             None => Ok(None),
         }
     }

@@ -5,8 +5,11 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     AuthUser,
-    dto::{AuthResponse, LoginRequest, RefreshRequest, RegisterRequest, UserResponse},
-    service,
+    dto::{
+        AuthResponse, ChangePasswordRequest, LoginRequest, PasswordResetConfirm,
+        PasswordResetRequest, RefreshRequest, RegisterRequest, UserResponse,
+    },
+    reset, service,
     sessions::{self, Sessions},
 };
 use crate::{
@@ -24,6 +27,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(me))
         .routes(routes!(refresh))
         .routes(routes!(logout))
+        .routes(routes!(logout_all))
+        .routes(routes!(change_password))
+        .routes(routes!(password_reset))
+        .routes(routes!(password_reset_confirm))
 }
 
 /// Create a `CLIENT` account and sign it in.
@@ -76,6 +83,7 @@ fn sessions(state: &AppState) -> Sessions<'_> {
     Sessions {
         db: &state.db,
         jwt: &state.jwt,
+        auth: &state.auth,
         ttl: state.config.refresh_ttl,
     }
 }
@@ -127,6 +135,93 @@ async fn logout(
     let token = refresh_token(body)?;
     sessions::close(&state.db, user.id, &token).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// End every session of the caller: every access and refresh token issued before now is
+/// refused, on every instance, from the next request on.
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out everywhere"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn logout_all(State(state): State<AppState>, user: AuthUser) -> AppResult<StatusCode> {
+    sessions::close_all(&sessions(&state), user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Change the caller's password. Every other session ends; the answer is a new one. A
+/// wrong current password counts as a failed sign-in.
+#[utoipa::path(post, path = "/auth/change-password", tag = "auth",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 200, body = AuthResponse),
+        (status = 401, description = "No valid token, or a wrong current password (`invalid_credentials`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field missing, or a weak new password", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins (`rate_limited`, `account_locked`); see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until it may be tried again"))),
+    ))]
+async fn change_password(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    user: AuthUser,
+    Json(body): Json<ChangePasswordRequest>,
+) -> AppResult<Json<AuthResponse>> {
+    let session = service::change_password(
+        &sessions(&state),
+        &state.passwords,
+        &state.logins,
+        address,
+        user.id,
+        body,
+    )
+    .await?;
+    Ok(Json(session))
+}
+
+/// Ask for a password reset link. The answer is the same, at once, for known and unknown
+/// emails; a known, enabled account is mailed a one-time link.
+#[utoipa::path(post, path = "/auth/password-reset", tag = "auth",
+    request_body = PasswordResetRequest,
+    responses(
+        (status = 202, description = "Accepted: if the account exists, a link is on its way", body = Object, example = json!({})),
+        (status = 422, description = "`email` missing or not an email", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this address or for this email (`rate_limited`); see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until it may be asked again"))),
+    ))]
+async fn password_reset(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    Json(body): Json<PasswordResetRequest>,
+) -> AppResult<(StatusCode, Json<serde_json::Value>)> {
+    reset::request(&state, address, body.email).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({}))))
+}
+
+/// Set a new password with the token of a reset link. Every session of the account ends;
+/// the answer is a new one.
+#[utoipa::path(post, path = "/auth/password-reset/confirm", tag = "auth",
+    request_body = PasswordResetConfirm,
+    responses(
+        (status = 200, body = AuthResponse),
+        (status = 400, description = "`invalid_reset_token`: unknown, used or expired", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field missing, or a weak new password", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn password_reset_confirm(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    Json(body): Json<PasswordResetConfirm>,
+) -> AppResult<Json<AuthResponse>> {
+    let session = reset::confirm(
+        &sessions(&state),
+        &state.passwords,
+        &state.logins,
+        address,
+        body,
+    )
+    .await?;
+    Ok(Json(session))
 }
 
 /// The signed-in account.

@@ -6,16 +6,17 @@ use axum::http::StatusCode;
 use entity::user;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set, SqlErr,
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
 use super::{
     PasswordHasher, Role,
-    dto::{AuthResponse, LoginRequest, RegisterRequest, UserResponse},
+    dto::{AuthResponse, ChangePasswordRequest, LoginRequest, RegisterRequest, UserResponse},
     sessions::{self, Sessions},
 };
 use crate::{
-    clock,
+    clock, db,
     domain::{Email, Password, check_text},
     error::{AppError, AppResult, FieldErrors},
     rate_limit::LoginGuard,
@@ -40,17 +41,7 @@ pub async fn register(
             None
         }
     };
-    let password = match request.password.as_deref().map(Password::parse) {
-        Some(Ok(password)) => Some(password),
-        Some(Err(msg)) => {
-            errors.insert("password".into(), vec![msg]);
-            None
-        }
-        None => {
-            errors.insert("password".into(), vec!["is required".into()]);
-            None
-        }
-    };
+    let password = new_password("password", request.password.as_deref(), &mut errors);
     // Control characters are refused as sent, before trimming (which would drop some).
     if let Some(Err(msg)) = request.name.as_deref().map(|n| check_text(n, false)) {
         errors.insert("name".into(), vec![msg]);
@@ -98,6 +89,8 @@ pub async fn create_user(
         name: Set(name),
         password_hash: Set(password_hash),
         role: Set(role),
+        session_epoch: Set(0),
+        disabled_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -150,7 +143,8 @@ pub async fn login(
         .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
     match user {
-        Some(user) if verified => {
+        // A disabled account gets the answer of a wrong password.
+        Some(user) if verified && user.disabled_at.is_none() => {
             guard.succeeded(&account, address).await;
             sessions::open(sessions, user).await
         }
@@ -163,6 +157,86 @@ pub async fn login(
             Err(guard.failed(&account, address, refusal).await)
         }
     }
+}
+
+/// A password field of a request: 422 when missing or too weak.
+pub(crate) fn new_password(
+    field: &str,
+    value: Option<&str>,
+    errors: &mut FieldErrors,
+) -> Option<Password> {
+    match value.map(Password::parse) {
+        Some(Ok(password)) => Some(password),
+        Some(Err(msg)) => {
+            errors.insert(field.into(), vec![msg]);
+            None
+        }
+        None => {
+            errors.insert(field.into(), vec!["is required".into()]);
+            None
+        }
+    }
+}
+
+/// Changes the caller's password after checking the current one, ends every other session
+/// and opens a new one. A wrong current password counts as a failed sign-in.
+#[tracing::instrument(skip_all, fields(%address))]
+pub async fn change_password(
+    sessions: &Sessions<'_>,
+    passwords: &PasswordHasher,
+    guard: &LoginGuard,
+    address: IpAddr,
+    caller: Uuid,
+    request: ChangePasswordRequest,
+) -> AppResult<AuthResponse> {
+    let mut errors = FieldErrors::new();
+    if request.current_password.is_none() {
+        errors.insert("currentPassword".into(), vec!["is required".into()]);
+    }
+    let password = new_password("newPassword", request.new_password.as_deref(), &mut errors);
+    let (Some(current), Some(password)) = (request.current_password, password) else {
+        return Err(AppError::validation(errors));
+    };
+    let Some(user) = user::Entity::find_by_id(caller).one(sessions.db).await? else {
+        return Err(AppError::unauthorized(
+            "The account of this token no longer exists.",
+        ));
+    };
+    guard.check(&user.email, address).await?;
+    if !passwords
+        .verify(&current, Some(&user.password_hash))
+        .await?
+    {
+        let refusal = AppError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "The current password is wrong.",
+        );
+        return Err(guard.failed(&user.email, address, refusal).await);
+    }
+    guard.succeeded(&user.email, address).await;
+    set_password(sessions, passwords, user.id, &password).await
+}
+
+/// Writes `user`'s new password, ends every session and opens a new one.
+pub async fn set_password(
+    sessions: &Sessions<'_>,
+    passwords: &PasswordHasher,
+    user: Uuid,
+    password: &Password,
+) -> AppResult<AuthResponse> {
+    let hash = passwords.hash(password).await?;
+    let now = clock::now();
+    let txn = db::begin_write(sessions.db).await?;
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(hash))
+        .filter(user::Column::Id.eq(user))
+        .exec(&txn)
+        .await?;
+    let session = sessions::restart(sessions, &txn, user, now).await?;
+    txn.commit().await?;
+    sessions.auth.forget(user);
+    Ok(session)
 }
 
 /// The caller's account; a token whose account is gone is a 401.

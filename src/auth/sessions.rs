@@ -18,7 +18,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{JwtKeys, dto::AuthResponse};
+use super::{Authenticator, JwtKeys, dto::AuthResponse, standing};
 use crate::{
     clock, db,
     domain::hex,
@@ -33,6 +33,8 @@ const PREFIX: &str = "rt_";
 pub struct Sessions<'a> {
     pub db: &'a DatabaseConnection,
     pub jwt: &'a JwtKeys,
+    /// Told when an account's sessions end.
+    pub auth: &'a Authenticator,
     /// `REFRESH_TOKEN_TTL`.
     pub ttl: Duration,
 }
@@ -82,7 +84,7 @@ fn tokens(
     refresh: String,
     now: DateTime<Utc>,
 ) -> AppResult<AuthResponse> {
-    let access_token = sessions.jwt.issue(user.id, &user.email, user.role, now)?;
+    let access_token = sessions.jwt.issue(&user, now)?;
     Ok(AuthResponse {
         access_token,
         token_type: "Bearer",
@@ -95,8 +97,17 @@ fn tokens(
 
 /// Signs `user` in: a new family, its first refresh token, and an access token.
 pub async fn open(sessions: &Sessions<'_>, user: user::Model) -> AppResult<AuthResponse> {
-    let now = clock::now();
-    let refresh = issue(sessions.db, user.id, Uuid::now_v7(), sessions.ttl, now).await?;
+    open_in(sessions, sessions.db, user, clock::now()).await
+}
+
+/// [`open`] in the caller's transaction (`user` as it will be once it commits).
+pub async fn open_in<C: ConnectionTrait>(
+    sessions: &Sessions<'_>,
+    db: &C,
+    user: user::Model,
+    now: DateTime<Utc>,
+) -> AppResult<AuthResponse> {
+    let refresh = issue(db, user.id, Uuid::now_v7(), sessions.ttl, now).await?;
     tokens(sessions, user, refresh, now)
 }
 
@@ -149,6 +160,9 @@ pub async fn refresh(sessions: &Sessions<'_>, token: &str) -> AppResult<AuthResp
     let Some(user) = user::Entity::find_by_id(row.user_id).one(&txn).await? else {
         return Err(refused());
     };
+    if user.disabled_at.is_some() {
+        return Err(refused());
+    }
     let next = issue(&txn, row.user_id, row.family_id, sessions.ttl, now).await?;
     txn.commit().await?;
     tokens(sessions, user, next, now)
@@ -166,6 +180,28 @@ pub async fn close(db: &DatabaseConnection, user: Uuid, token: &str) -> AppResul
         revoke(db, row.family_id, clock::now()).await?;
     }
     Ok(())
+}
+
+/// Ends every session of `user`: every access and refresh token issued before is refused.
+pub async fn close_all(sessions: &Sessions<'_>, user: Uuid) -> AppResult<()> {
+    let txn = db::begin_write(sessions.db).await?;
+    standing::end_all(&txn, user, clock::now()).await?;
+    txn.commit().await?;
+    sessions.auth.forget(user);
+    Ok(())
+}
+
+/// Ends every session of `user` and opens a new one, in the caller's transaction (after it
+/// wrote the account's new password). Answers the new session's tokens; call
+/// [`Authenticator::forget`] after the commit.
+pub async fn restart<C: ConnectionTrait>(
+    sessions: &Sessions<'_>,
+    db: &C,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<AuthResponse> {
+    let account = standing::end_all(db, user, now).await?;
+    open_in(sessions, db, account, now).await
 }
 
 /// Deletes refresh tokens that expired before `now - grace`; answers how many.

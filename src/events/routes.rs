@@ -135,7 +135,7 @@ async fn stream_events(
 
     let user = match (header_user, query.access_token.as_deref()) {
         (Some(user), _) => user,
-        (None, Some(token)) => state.jwt.verify(token)?.into(),
+        (None, Some(token)) => state.auth.authenticate(token).await?,
         (None, None) => {
             return Err(crate::error::AppError::unauthorized(
                 "Send `Authorization: Bearer <access_token>` or `?access_token=`.",

@@ -6,7 +6,7 @@ use entity::{MovementReason, category, product, product_category};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
-    sea_query::{Expr, ExprTrait, Func, LikeExpr},
+    sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
@@ -243,14 +243,10 @@ async fn read_page(
         );
     }
     if let Some(q) = search {
-        let pattern = format!("%{}%", escape_like(&q));
-        select = select.filter(
-            Expr::expr(Func::lower(Expr::col((
-                product::Entity,
-                product::Column::Name,
-            ))))
-            .like(LikeExpr::new(pattern).escape('\\')),
-        );
+        select = select.filter(crate::db::lower_contains(
+            Expr::col((product::Entity, product::Column::Name)),
+            &q,
+        ));
     }
     let total = select.clone().count(catalog.db).await?;
     let column = match page.order_by {
@@ -604,27 +600,4 @@ fn validate(input: ProductInput, mut errors: FieldErrors) -> AppResult<Changes> 
         stock,
         categories,
     })
-}
-
-/// Escapes `%`, `_` and `\` so user text matches literally inside a LIKE pattern.
-fn escape_like(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_wildcards_match_literally() {
-        assert_eq!(escape_like("50%_off\\"), "50\\%\\_off\\\\");
-        assert_eq!(escape_like("plain"), "plain");
-    }
 }

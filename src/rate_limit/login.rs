@@ -162,6 +162,65 @@ impl LoginGuard {
     }
 }
 
+/// Requests limited whether they succeed or not (asking for a password reset mail): each
+/// one counts, per address and per account, within `window`. Shares the login counters'
+/// storage under keys of its own.
+pub struct RequestLimit {
+    name: &'static str,
+    per_address: u32,
+    per_account: u32,
+    window: Duration,
+    counter: Arc<dyn FailureCounter>,
+}
+
+impl RequestLimit {
+    pub fn new(
+        name: &'static str,
+        per_address: u32,
+        per_account: u32,
+        window: Duration,
+        counter: Arc<dyn FailureCounter>,
+    ) -> Self {
+        Self {
+            name,
+            per_address,
+            per_account,
+            window,
+            counter,
+        }
+    }
+
+    /// Counts one request; 429 `rate_limited` (with `Retry-After`) when a limit was already
+    /// reached, and then it does not count.
+    pub async fn count(&self, account: &str, address: IpAddr) -> Result<(), AppError> {
+        let keys = [
+            format!("{}-address:{address}", self.name),
+            format!("{}-account:{account}", self.name),
+        ];
+        let thresholds = [self.per_address, self.per_account];
+        // Fails open, like the login limits.
+        if let Some(counts) = self.counter.read(&keys).await {
+            let over = counts
+                .iter()
+                .zip(thresholds)
+                .filter(|((count, left), threshold)| *count >= *threshold && !left.is_zero())
+                .map(|((_, left), _)| *left)
+                .max();
+            if let Some(left) = over {
+                let seconds = left.as_secs().max(1);
+                return Err(AppError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("Too many requests like this one; try again in {seconds} s."),
+                )
+                .with_retry_after(seconds));
+            }
+        }
+        self.counter.add(&keys, &thresholds, self.window).await;
+        Ok(())
+    }
+}
+
 /// Failed logins counted in this process (the embedded default).
 #[derive(Default)]
 pub struct MemoryFailureCounter {

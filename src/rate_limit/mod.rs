@@ -11,7 +11,8 @@
 mod login;
 
 pub use login::{
-    FailureCounter, LoginBudget, LoginGuard, LoginPolicy, MemoryFailureCounter, RedisFailureCounter,
+    FailureCounter, LoginBudget, LoginGuard, LoginPolicy, MemoryFailureCounter,
+    RedisFailureCounter, RequestLimit,
 };
 
 use std::{

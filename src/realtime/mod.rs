@@ -9,6 +9,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use async_trait::async_trait;
 use axum::{Router, extract::Query, http::header};
+use futures::future::BoxFuture;
 use serde_json::Value;
 use socketioxide::{
     SocketIo,
@@ -24,7 +25,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::{AuthUser, JwtKeys, bearer},
+    auth::{AuthUser, Authenticator, bearer},
     events::{self, Event, relay::Sink, routes::EventQuery},
 };
 
@@ -103,7 +104,7 @@ impl Realtime {
     /// Namespaces `/orders` and `/payment`, each behind the handshake's authentication. A
     /// socket that resumes reads the log (`db`) and this process's relay (`live`) itself.
     pub fn new(
-        jwt: Arc<JwtKeys>,
+        auth: Arc<Authenticator>,
         db: DatabaseConnection,
         live: broadcast::Sender<Arc<Event>>,
     ) -> Self {
@@ -115,7 +116,7 @@ impl Realtime {
                 let resumer = resumer.clone();
                 async move { on_connect(socket, resumer).await }
             };
-            io.ns(namespace, connected.with(authenticate(jwt.clone())));
+            io.ns(namespace, connected.with(authenticate(auth.clone())));
         }
         Self {
             sink: Arc::new(SocketIoSink { io }),
@@ -173,42 +174,46 @@ fn handshake_token<A: Adapter>(socket: &SocketRef<A>, auth: Option<Value>) -> Op
 /// The connect middleware: refuses a missing or bad token with `unauthorized`, and a
 /// malformed `auth.lastEventId` with `invalid lastEventId`.
 fn authenticate<A: Adapter>(
-    jwt: Arc<JwtKeys>,
-) -> impl FnOnce(SocketRef<A>, TryData<Value>) -> std::future::Ready<Result<(), Refused>>
+    auth: Arc<Authenticator>,
+) -> impl FnOnce(SocketRef<A>, TryData<Value>) -> BoxFuture<'static, Result<(), Refused>>
 + Clone
 + Send
 + Sync
 + 'static {
-    move |socket: SocketRef<A>, TryData(auth): TryData<Value>| {
-        let auth = auth.ok();
-        let resume = auth
+    move |socket: SocketRef<A>, TryData(auth_data): TryData<Value>| {
+        let auth_data = auth_data.ok();
+        let resume = auth_data
             .as_ref()
             .and_then(|a| a.get("lastEventId"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let user = handshake_token(&socket, auth)
-            .and_then(|token| jwt.verify(&token).ok())
-            .map(AuthUser::from);
-        std::future::ready(match (user, resume) {
-            (None, _) => Err(Refused::Unauthorized),
-            (Some(_), Some(last)) if Event::position(&last).is_none() => {
-                Err(Refused::BadLastEventId)
-            }
-            (Some(user), Some(last)) => {
-                // Fed by its own task (replay, then live), never through the rooms.
-                socket.extensions.insert(user);
-                socket.extensions.insert(Resume(last));
-                Ok(())
-            }
-            (Some(user), None) => {
-                // Joined here, before the client is told it is connected, so no event
-                // published right after the handshake can miss it.
-                socket.join(user_room(user.id));
-                if user.is_admin() {
-                    socket.join(ADMINS);
+        let token = handshake_token(&socket, auth_data);
+        Box::pin(async move {
+            let user = match token {
+                Some(token) => auth.authenticate(&token).await.ok(),
+                None => None,
+            };
+            match (user, resume) {
+                (None, _) => Err(Refused::Unauthorized),
+                (Some(_), Some(last)) if Event::position(&last).is_none() => {
+                    Err(Refused::BadLastEventId)
                 }
-                socket.extensions.insert(user);
-                Ok(())
+                (Some(user), Some(last)) => {
+                    // Fed by its own task (replay, then live), never through the rooms.
+                    socket.extensions.insert(user);
+                    socket.extensions.insert(Resume(last));
+                    Ok(())
+                }
+                (Some(user), None) => {
+                    // Joined here, before the client is told it is connected, so no event
+                    // published right after the handshake can miss it.
+                    socket.join(user_room(user.id));
+                    if user.is_admin() {
+                        socket.join(ADMINS);
+                    }
+                    socket.extensions.insert(user);
+                    Ok(())
+                }
             }
         })
     }

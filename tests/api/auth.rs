@@ -178,6 +178,7 @@ async fn me_needs_a_valid_unexpired_token(app: TestApp) {
             role: Role::Client,
             iat: now - 7200,
             exp: now - 3600,
+            ep: 0,
         })
         .unwrap();
     let answer = app.get("/auth/me", Some(&expired)).await;

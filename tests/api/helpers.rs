@@ -196,6 +196,10 @@ impl TestApp {
                     "DATABASE_URL".into(),
                     format!("sqlite://{}", tmp.path().join("shop.db").display()),
                 );
+                vars.insert(
+                    "MAIL_DIR".into(),
+                    tmp.path().join("mail").display().to_string(),
+                );
                 dir = Some(tmp);
             }
             Backend::Postgres => {

@@ -5,6 +5,7 @@
 #[macro_use]
 mod helpers;
 
+mod accounts;
 mod auth;
 mod categories;
 mod cluster;
@@ -19,4 +20,5 @@ mod products;
 mod realtime;
 mod service;
 mod socket;
+mod users;
 mod webhooks;
