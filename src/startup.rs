@@ -204,6 +204,7 @@ impl Application {
         let stop = CancellationToken::new();
         let housekeeping = tokio::spawn(purge_idempotency_keys(self.state.clone(), stop.clone()));
         let sessions = tokio::spawn(self.state.auth.clone().listen(stop.clone()));
+        let sockets = tokio::spawn(self.realtime.guard_sessions(stop.clone()));
         let views = tokio::spawn(crate::products::views::run(
             self.state.views.clone(),
             self.state.db.clone(),
@@ -249,6 +250,7 @@ impl Application {
         stop.cancel();
         let _ = housekeeping.await;
         let _ = sessions.await;
+        let _ = sockets.await;
         let _ = views.await;
         if let Some(pruning) = pruning {
             let _ = pruning.await;

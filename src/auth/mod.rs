@@ -33,7 +33,10 @@ use crate::error::AppError;
 pub struct AuthUser {
     pub id: Uuid,
     pub email: String,
+    /// The account's current role (not necessarily the token's).
     pub role: Role,
+    /// The session epoch of the token.
+    pub epoch: i64,
 }
 
 impl AuthUser {

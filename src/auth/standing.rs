@@ -17,9 +17,11 @@ use std::{
     time::Duration,
 };
 
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use entity::user;
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QuerySelect};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -42,6 +44,14 @@ struct Standing {
     disabled: bool,
 }
 
+/// What changed, for those that hold a caller for long (Socket.IO sockets, event
+/// streams): one account, or possibly any (a lost `LISTEN` connection, a lagging receiver).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Account(Uuid),
+    Any,
+}
+
 /// Verifies access tokens: signature and expiry ([`JwtKeys`]), then the account's standing.
 pub struct Authenticator {
     jwt: Arc<JwtKeys>,
@@ -49,6 +59,7 @@ pub struct Authenticator {
     accounts: moka::sync::Cache<Uuid, Standing>,
     /// Grows with every [`forget`](Self::forget): a read that raced with one is not kept.
     forgotten: AtomicU64,
+    changes: broadcast::Sender<Change>,
 }
 
 impl Authenticator {
@@ -61,6 +72,31 @@ impl Authenticator {
                 .time_to_live(TTL)
                 .build(),
             forgotten: AtomicU64::new(0),
+            changes: broadcast::channel(256).0,
+        }
+    }
+
+    /// Hears of every account this process forgets.
+    pub fn changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// `user` as its account stands now (its role may have changed); `None` when its
+    /// session has ended or the account is disabled or gone. For callers held for long.
+    pub async fn recheck(&self, user: &AuthUser) -> Option<AuthUser> {
+        let claims = Claims {
+            sub: user.id,
+            email: user.email.clone(),
+            role: user.role,
+            iat: 0,
+            exp: 0,
+            ep: user.epoch,
+        };
+        match self.admit(claims).await {
+            Ok(user) => Some(user),
+            Err(AppError::Problem { status, .. }) if status == StatusCode::UNAUTHORIZED => None,
+            // The database is unreachable: keep what stood, and look again at the next change.
+            Err(_) => Some(user.clone()),
         }
     }
 
@@ -90,6 +126,7 @@ impl Authenticator {
             id: claims.sub,
             email: claims.email,
             role: standing.role,
+            epoch: claims.ep,
         })
     }
 
@@ -125,11 +162,13 @@ impl Authenticator {
     pub fn forget(&self, id: Uuid) {
         self.forgotten.fetch_add(1, Ordering::AcqRel);
         self.accounts.invalidate(&id);
+        let _ = self.changes.send(Change::Account(id));
     }
 
     fn forget_all(&self) {
         self.forgotten.fetch_add(1, Ordering::AcqRel);
         self.accounts.invalidate_all();
+        let _ = self.changes.send(Change::Any);
     }
 
     /// On PostgreSQL, forgets each account another instance (or an operator's SQL) changed,

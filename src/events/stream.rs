@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::{Event, page, routes::EventQuery};
 use crate::{
-    auth::AuthUser,
+    auth::{AuthUser, standing::Change},
     error::{AppError, AppResult, FieldErrors},
     state::AppState,
 };
@@ -83,13 +83,16 @@ pub fn open(
     }
     // Subscribed before the replay reads, so nothing committed meanwhile is missed.
     let mut live = state.live_events.subscribe();
+    let mut changes = state.auth.changes();
+    let auth = state.auth.clone();
+    let mut user = user;
     let db = state.db.clone();
     let (out, received) = mpsc::channel::<sse::Event>(64);
     tokio::spawn(async move {
         let _open = Open::new();
         let mut sent = last;
         // Replays the log after `sent`; `false` once the client is gone.
-        let catch_up = async |sent: &mut Option<String>| -> bool {
+        let catch_up = async |sent: &mut Option<String>, user: &AuthUser| -> bool {
             let Some(cursor) = sent.clone() else {
                 return true;
             };
@@ -100,7 +103,7 @@ pub fn open(
                     limit: Some("100".to_owned()),
                     ..EventQuery::default()
                 };
-                let Ok(page) = page(&db, &user, query).await else {
+                let Ok(page) = page(&db, user, query).await else {
                     return true;
                 };
                 for event in &page.items {
@@ -115,7 +118,7 @@ pub fn open(
                 }
             }
         };
-        if !catch_up(&mut sent).await {
+        if !catch_up(&mut sent, &user).await {
             return;
         }
         loop {
@@ -123,6 +126,22 @@ pub fn open(
             let received = tokio::select! {
                 () = out.closed() => return,
                 received = live.recv() => received,
+                change = changes.recv() => {
+                    let ours = match change {
+                        Ok(Change::Account(id)) => id == user.id,
+                        Ok(Change::Any) | Err(broadcast::error::RecvError::Lagged(_)) => true,
+                        // Cannot happen while `auth` is held; end rather than spin.
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    if ours {
+                        // The session ended (the stream with it), or the role changed.
+                        match auth.recheck(&user).await {
+                            Some(now) => user = now,
+                            None => return,
+                        }
+                    }
+                    continue;
+                }
             };
             match received {
                 Ok(event) => {
@@ -137,7 +156,7 @@ pub fn open(
                     sent = Some(event.id.clone());
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if !catch_up(&mut sent).await {
+                    if !catch_up(&mut sent, &user).await {
                         return;
                     }
                 }

@@ -25,7 +25,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::{AuthUser, Authenticator, bearer},
+    auth::{AuthUser, Authenticator, bearer, standing::Change},
     events::{self, Event, relay::Sink, routes::EventQuery},
 };
 
@@ -98,6 +98,8 @@ impl Sink for SocketIoSink {
 pub struct Realtime {
     pub sink: Arc<dyn Sink>,
     layer: SocketIoLayer,
+    io: SocketIo,
+    auth: Arc<Authenticator>,
 }
 
 impl Realtime {
@@ -119,8 +121,48 @@ impl Realtime {
             io.ns(namespace, connected.with(authenticate(auth.clone())));
         }
         Self {
-            sink: Arc::new(SocketIoSink { io }),
+            sink: Arc::new(SocketIoSink { io: io.clone() }),
             layer,
+            io,
+            auth,
+        }
+    }
+
+    /// Until `stop`: when an account's sessions end (or it is disabled, or its role
+    /// changes), this process's sockets of it are looked at again; those whose session no
+    /// longer stands, or whose role changed, are disconnected. A client that reconnects is
+    /// authenticated afresh (and joins the rooms of its role now).
+    pub fn guard_sessions(&self, stop: CancellationToken) -> impl Future<Output = ()> + use<> {
+        let io = self.io.clone();
+        let auth = self.auth.clone();
+        let mut changes = auth.changes();
+        async move {
+            loop {
+                let change = tokio::select! {
+                    () = stop.cancelled() => return,
+                    change = changes.recv() => match change {
+                        Ok(change) => change,
+                        Err(broadcast::error::RecvError::Lagged(_)) => Change::Any,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                };
+                for namespace in [ORDERS, PAYMENT] {
+                    let Some(ns) = io.of(namespace) else { continue };
+                    for socket in ns.local().sockets() {
+                        let Some(user) = socket.extensions.get::<AuthUser>() else {
+                            continue;
+                        };
+                        if matches!(change, Change::Account(id) if id != user.id) {
+                            continue;
+                        }
+                        let stands = auth.recheck(&user).await;
+                        if stands.is_none_or(|now| now.role != user.role) {
+                            tracing::info!(socket = %socket.id, user_id = %user.id, "session ended or role changed; disconnecting the socket");
+                            let _ = socket.disconnect();
+                        }
+                    }
+                }
+            }
         }
     }
 

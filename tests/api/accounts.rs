@@ -6,7 +6,10 @@ use std::{path::Path, time::Duration};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Answer, PASSWORD, TestApp};
+use crate::{
+    helpers::{Answer, PASSWORD, TestApp},
+    socket::{Auth, Listener},
+};
 
 both_backends!(
     logout_all_refuses_every_token_issued_before,
@@ -16,6 +19,7 @@ both_backends!(
     password_reset_by_mail_end_to_end,
     password_reset_answers_alike_and_refuses_bad_tokens,
     password_reset_requests_are_rate_limited,
+    open_streams_and_sockets_end_with_the_session,
 );
 
 const NEW_PASSWORD: &str = "N3w!passw0rd";
@@ -536,4 +540,62 @@ async fn password_reset_requests_are_rate_limited(app: TestApp) {
     mail_to(dir.path(), &email).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(mails_to(dir.path(), &email), 2);
+}
+
+/// Whether the server ends the event stream within `wait` (reading past whatever comes).
+async fn stream_ends_within(stream: &mut reqwest::Response, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.chunk()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(_) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn open_stream(app: &TestApp, access: &str) -> reqwest::Response {
+    let stream = app
+        .client
+        .get(format!("{}/events/stream?access_token={access}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    stream
+}
+
+async fn open_streams_and_sockets_end_with_the_session(app: TestApp) {
+    let admin = app.admin().await;
+    let product = app.product(&admin, "Listened", "3.00", 10).await;
+    let (_, access, _, _) = account(&app).await;
+    let (_, bystander, _, _) = account(&app).await;
+    let mut stream = open_stream(&app, &access).await;
+    let mut other_stream = open_stream(&app, &bystander).await;
+    let mut socket = Listener::connect(app.port, "/orders", Auth::Payload(&access))
+        .await
+        .unwrap();
+    let mut other_socket = Listener::connect(app.port, "/orders", Auth::Payload(&bystander))
+        .await
+        .unwrap();
+
+    let out = app
+        .call(
+            reqwest::Method::POST,
+            "/auth/logout-all",
+            Some(&access),
+            None,
+        )
+        .await;
+    assert_eq!(out.status, 204);
+    assert!(stream_ends_within(&mut stream, Duration::from_secs(5)).await);
+    assert!(socket.closed_within(Duration::from_secs(5)).await);
+    // Reconnecting with the old token is refused.
+    let again = Listener::connect(app.port, "/orders", Auth::Payload(&access)).await;
+    assert_eq!(again.err().as_deref(), Some("unauthorized"));
+    // Everyone else listens on.
+    app.order(&bystander, &[(&product, 1)]).await.expect(201);
+    assert!(other_socket.next(Duration::from_secs(10)).await.is_some());
+    assert!(!stream_ends_within(&mut other_stream, Duration::from_millis(300)).await);
+    other_socket.close().await;
 }

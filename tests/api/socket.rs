@@ -27,6 +27,7 @@ pub enum Auth<'a> {
 #[derive(Debug)]
 pub enum Heard {
     Connected,
+    Closed,
     Refused(String),
     Status(Value),
 }
@@ -59,12 +60,19 @@ impl Listener {
             }
             Auth::Query(_) | Auth::None => {}
         }
-        let (on_connect, on_error, on_status) = (tx.clone(), tx.clone(), tx);
+        let (on_connect, on_error, on_close, on_status) = (tx.clone(), tx.clone(), tx.clone(), tx);
         let client = builder
             .on(Event::Connect, move |_: Payload, _: Client| {
                 let tx = on_connect.clone();
                 async move {
                     let _ = tx.send(Heard::Connected);
+                }
+                .boxed()
+            })
+            .on(Event::Close, move |_: Payload, _: Client| {
+                let tx = on_close.clone();
+                async move {
+                    let _ = tx.send(Heard::Closed);
                 }
                 .boxed()
             })
@@ -120,6 +128,19 @@ impl Listener {
                 Ok(Some(Heard::Status(value))) => return Some(value),
                 Ok(Some(_)) => continue,
                 _ => return None,
+            }
+        }
+    }
+
+    /// Whether the server closes the connection within `wait`.
+    pub async fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.heard.recv()).await {
+                Ok(Some(Heard::Closed)) | Ok(None) => return true,
+                Ok(Some(_)) => continue,
+                Err(_) => return false,
             }
         }
     }
