@@ -45,7 +45,8 @@ pub struct ChangePasswordRequest {
 /// `POST /auth/password-reset`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PasswordResetRequest {
-    #[schema(value_type = String, required = true, max_length = 320, example = "ann@example.com")]
+    /// The account's email (trimmed, any case).
+    #[schema(value_type = String, required = true, format = Email, max_length = 320, example = "ann@example.com")]
     pub email: Option<String>,
 }
 
