@@ -76,6 +76,31 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How mail is sent, and what password reset mails hold.
     pub mail: MailConfig,
+    /// Where product images are stored, and how large an upload may be.
+    pub media: MediaConfig,
+}
+
+/// Product images.
+#[derive(Clone, Debug)]
+pub struct MediaConfig {
+    /// Files live here unless `S3_BUCKET` is set (`MEDIA_DIR`).
+    pub dir: PathBuf,
+    /// S3-compatible storage, when `S3_BUCKET` is set.
+    pub s3: Option<S3Config>,
+    /// The largest upload (`IMAGE_MAX_BYTES`).
+    pub image_max_bytes: usize,
+}
+
+/// An S3 bucket (AWS, or any S3-compatible store such as MinIO).
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    pub bucket: String,
+    /// `S3_ENDPOINT`, such as `http://minio:9000`; unset: AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; unset: the usual AWS sources.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretString>,
 }
 
 /// How mail leaves the service.
@@ -398,6 +423,7 @@ impl Config {
             _ => Err("expected pretty or json".into()),
         });
         let mail = mail_config(&mut env, &database, port);
+        let media = media_config(&mut env);
         if !env.errors.is_empty() {
             return Err(ConfigError(env.errors));
         }
@@ -429,6 +455,7 @@ impl Config {
             cors_origins,
             request_timeout,
             mail,
+            media,
         })
     }
 
@@ -547,6 +574,56 @@ fn mail_config(env: &mut Reader<'_>, database: &DatabaseConfig, port: u16) -> Ma
         reset_ttl: env.duration("PASSWORD_RESET_TTL", 30 * 60 * SECOND, SECOND..=DAY),
         reset_per_address: env.number("PASSWORD_RESET_MAX_PER_ADDRESS", 10u32, 1..=100_000),
         reset_per_email: env.number("PASSWORD_RESET_MAX_PER_EMAIL", 3u32, 1..=1000),
+    }
+}
+
+/// `MEDIA_DIR`, `IMAGE_MAX_BYTES` and `S3_*` (with `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY`).
+fn media_config(env: &mut Reader<'_>) -> MediaConfig {
+    let dir = env.parse("MEDIA_DIR", PathBuf::from("data/media"), |raw| {
+        Ok(PathBuf::from(raw))
+    });
+    let image_max_bytes = env.number(
+        "IMAGE_MAX_BYTES",
+        10 * 1024 * 1024,
+        1024..=100 * 1024 * 1024,
+    );
+    let bucket = env.parse("S3_BUCKET", None, |raw| {
+        if (3..=63).contains(&raw.len())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        {
+            Ok(Some(raw.to_owned()))
+        } else {
+            Err("expected a bucket name: 3 to 63 lower-case letters, digits, '-' or '.'".into())
+        }
+    });
+    let endpoint = env.parse("S3_ENDPOINT", None, |raw| {
+        if raw.starts_with("http://") || raw.starts_with("https://") {
+            Ok(Some(raw.trim_end_matches('/').to_owned()))
+        } else {
+            Err("expected an http:// or https:// URL such as http://minio:9000".into())
+        }
+    });
+    let region = env.parse(
+        "S3_REGION",
+        "us-east-1".to_owned(),
+        |raw| Ok(raw.to_owned()),
+    );
+    let access_key_id = env.raw("AWS_ACCESS_KEY_ID");
+    let secret_access_key = env.raw("AWS_SECRET_ACCESS_KEY").map(SecretString::from);
+    let s3 = bucket.map(|bucket| S3Config {
+        bucket,
+        endpoint,
+        region,
+        access_key_id,
+        secret_access_key,
+    });
+    MediaConfig {
+        dir,
+        s3,
+        image_max_bytes,
     }
 }
 

@@ -128,6 +128,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
     for (gauge, queue) in [
         ("payment_queue_jobs", &state.queue),
         ("refund_queue_jobs", &state.refund_queue),
+        ("image_queue_jobs", &state.image_queue),
     ] {
         match queue.counts().await {
             Ok(counts) => {

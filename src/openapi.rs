@@ -18,6 +18,7 @@ use utoipa::{
                        `OrderResponse`, `/payment` carries `PaymentEvent`.",
     ),
     modifiers(&BearerAuth),
+    paths(crate::images::routes::get_media),
     components(schemas(
         crate::error::Problem,
         crate::payments::PaymentEvent,

@@ -25,7 +25,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::{
     auth, categories,
     error::{method_not_allowed, panic_response, problem_response, route_not_found},
-    events, health, metrics,
+    events, health, images, metrics,
     openapi::ApiDoc,
     orders, payments, products, refunds,
     state::AppState,
@@ -46,7 +46,8 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes::router())
         .merge(webhooks::routes::router())
         .merge(refunds::routes::router())
-        .merge(users::routes::router());
+        .merge(users::routes::router())
+        .merge(images::routes::router(state.config.media.image_max_bytes));
     let api = match &state.api_limit {
         Some(limiter) => limiter.apply(api),
         None => api,

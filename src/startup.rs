@@ -64,6 +64,7 @@ pub struct Backends {
     pub queue: Arc<dyn JobQueue>,
     pub webhook_queue: Arc<dyn JobQueue>,
     pub refund_queue: Arc<dyn JobQueue>,
+    pub image_queue: Arc<dyn JobQueue>,
     pub cache: Arc<dyn Cache>,
     pub failures: Arc<dyn FailureCounter>,
 }
@@ -80,6 +81,7 @@ impl Backends {
                     queue: Arc::new(RedisQueue::new(pool.clone(), prefix, "payments")),
                     webhook_queue: Arc::new(RedisQueue::new(pool.clone(), prefix, "webhooks")),
                     refund_queue: Arc::new(RedisQueue::new(pool.clone(), prefix, "refunds")),
+                    image_queue: Arc::new(RedisQueue::new(pool.clone(), prefix, "images")),
                     cache: Arc::new(RedisCache::new(pool.clone(), prefix, config.cache_ttl)),
                     failures: Arc::new(RedisFailureCounter::new(pool, prefix)),
                 }
@@ -88,6 +90,7 @@ impl Backends {
                 queue: Arc::new(MemoryQueue::new()),
                 webhook_queue: Arc::new(MemoryQueue::new()),
                 refund_queue: Arc::new(MemoryQueue::new()),
+                image_queue: Arc::new(MemoryQueue::new()),
                 cache: Arc::new(MemoryCache::new(config.cache_ttl)),
                 failures: Arc::new(MemoryFailureCounter::default()),
             },
@@ -138,6 +141,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<(AppState, Realtime)>
         queue: backends.queue,
         webhook_queue: backends.webhook_queue,
         refund_queue: backends.refund_queue,
+        image_queue: backends.image_queue,
+        media: crate::media::Media::new(&config.media)?,
         cache: backends.cache,
         jwt,
         auth,
@@ -167,7 +172,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let (state, realtime) = build_state(config).await?;
         if !state.config.database.is_postgres() {
-            seed::first_run(&state.db, &state.passwords, &state.config).await?;
+            seed::first_run(&state.db, &state.passwords, &state.config, &state.media).await?;
         }
         // Read before serving: every event committed once this instance is reachable is
         // after it, so none slips past the relay while it starts.
@@ -270,6 +275,9 @@ impl From<&AppState> for worker::Environment {
             db: state.db.clone(),
             queue: state.queue.clone(),
             refund_queue: state.refund_queue.clone(),
+            image_queue: state.image_queue.clone(),
+            media: state.media.clone(),
+            currency: state.config.currency.clone(),
             notifier: state.notifier.clone(),
             config: state.config.payments.clone(),
         }
@@ -284,9 +292,10 @@ pub fn spawn_workers(
 ) -> impl Future<Output = ()> + use<> {
     let worker = tokio::spawn(worker::run(env.clone(), stop.clone()));
     let refunds = tokio::spawn(crate::refunds::worker::run(env.clone(), stop.clone()));
+    let images = tokio::spawn(crate::images::worker::run(env.clone(), stop.clone()));
     let sweeper = tokio::spawn(worker::run_sweeper(env, stop.clone()));
     async move {
-        let _ = tokio::join!(worker, refunds, sweeper);
+        let _ = tokio::join!(worker, refunds, images, sweeper);
     }
 }
 

@@ -31,6 +31,10 @@ pub struct App {
     pub webhook_queue: Arc<dyn JobQueue>,
     /// The refunds' queue.
     pub refund_queue: Arc<dyn JobQueue>,
+    /// The product images' queue.
+    pub image_queue: Arc<dyn JobQueue>,
+    /// Where media files live.
+    pub media: crate::media::Media,
     /// Tells listeners and the catalog cache what committed.
     pub notifier: Notifier,
     /// The order rules, with what they use.

@@ -13,6 +13,7 @@ pub mod password_reset;
 pub mod payment;
 pub mod product;
 pub mod product_category;
+pub mod product_image;
 pub mod refresh_token;
 pub mod refund;
 pub mod status;
@@ -22,5 +23,6 @@ pub mod webhook_delivery;
 pub mod webhook_endpoint;
 
 pub use status::{
-    DeliveryStatus, MovementReason, OrderStatus, PaymentMethod, PaymentStatus, RefundStatus, Role,
+    DeliveryStatus, ImageStatus, MovementReason, OrderStatus, PaymentMethod, PaymentStatus,
+    RefundStatus, Role,
 };

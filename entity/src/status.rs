@@ -75,6 +75,34 @@ pub enum RefundStatus {
     Failed,
 }
 
+/// Where a product image stands.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ImageStatus {
+    /// Uploaded; the workers are making its renditions.
+    #[sea_orm(string_value = "PROCESSING")]
+    Processing,
+    /// Its renditions are stored and served.
+    #[sea_orm(string_value = "READY")]
+    Ready,
+    /// It could not be read, or stored (see `error`).
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+}
+
 /// Why a product's stock moved.
 #[derive(
     Clone,

@@ -15,6 +15,7 @@ mod m20261206_000002_categories;
 mod m20261206_000003_product_views;
 mod m20261206_000004_refresh_tokens;
 mod m20261206_000005_accounts;
+mod m20261206_000006_product_images;
 
 /// Every migration of the shop, in order.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000003_product_views::Migration),
             Box::new(m20261206_000004_refresh_tokens::Migration),
             Box::new(m20261206_000005_accounts::Migration),
+            Box::new(m20261206_000006_product_images::Migration),
         ]
     }
 }

@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use secrecy::ExposeSecret;
-use shop::{auth::PasswordHasher, config::Config, db, seed, startup::Backends};
+use shop::{auth::PasswordHasher, config::Config, db, media::Media, seed, startup::Backends};
 
 #[derive(Parser)]
 #[command(name = "seed", about = "Seed the admin account and a fake catalog")]
@@ -21,6 +21,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let db = db::connect(&config).await?;
     let passwords = PasswordHasher::new(config.bcrypt_cost)?;
+    // Each new product gets a picture, which the running service's workers render.
+    let media = Media::new(&config.media)?;
     let email = config.admin_email.clone();
     let report = seed::run(
         &db,
@@ -28,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         &email,
         config.admin_password.expose_secret(),
         args.products,
+        Some(&media),
     )
     .await?;
     if report.products_created > 0 {

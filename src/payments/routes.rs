@@ -36,6 +36,8 @@ pub struct QueueView {
     pub refunds: QueueCounts,
     /// The webhook deliveries' queue.
     pub webhooks: QueueCounts,
+    /// The product images' queue (an image out of attempts fails; it leaves no dead job).
+    pub images: QueueCounts,
     /// The newest dead jobs (payments that ran out of attempts), at most 100.
     pub dead_jobs: Vec<DeadJob>,
 }
@@ -62,10 +64,12 @@ async fn queue_view(State(state): State<AppState>, user: AuthUser) -> AppResult<
         .map_err(unavailable)?;
     let refunds = state.refund_queue.counts().await.map_err(unavailable)?;
     let webhooks = state.webhook_queue.counts().await.map_err(unavailable)?;
+    let images = state.image_queue.counts().await.map_err(unavailable)?;
     Ok(Json(QueueView {
         payments,
         refunds,
         webhooks,
+        images,
         dead_jobs,
     }))
 }

@@ -40,6 +40,12 @@ pub struct Environment {
     pub queue: std::sync::Arc<dyn JobQueue>,
     /// The refunds' queue: refunds run on the same workers, with the same policy.
     pub refund_queue: std::sync::Arc<dyn JobQueue>,
+    /// The product images' queue: uploads are processed by the same workers.
+    pub image_queue: std::sync::Arc<dyn JobQueue>,
+    /// Where images are read from and their renditions stored.
+    pub media: crate::media::Media,
+    /// The store's currency, for the products that image events carry.
+    pub currency: String,
     pub notifier: Notifier,
     pub config: PaymentConfig,
 }
@@ -463,6 +469,9 @@ pub async fn run_sweeper(env: Environment, shutdown: CancellationToken) {
                 }
                 if let Err(err) = crate::refunds::worker::sweep(&env).await {
                     tracing::warn!(error = ?err, "refund sweep failed; trying again next interval");
+                }
+                if let Err(err) = crate::images::worker::sweep(&env).await {
+                    tracing::warn!(error = ?err, "image sweep failed; trying again next interval");
                 }
             }
         }

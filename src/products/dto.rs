@@ -28,6 +28,8 @@ pub struct ProductResponse {
     pub views: i64,
     /// The categories it is in.
     pub category_ids: Vec<Uuid>,
+    /// Its pictures by position: the `READY` ones (admins see every status).
+    pub images: Vec<crate::images::ImageResponse>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Set once the product is soft-deleted.
@@ -38,7 +40,12 @@ pub struct ProductResponse {
 }
 
 impl ProductResponse {
-    pub fn new(product: entity::product::Model, category_ids: Vec<Uuid>, currency: &str) -> Self {
+    pub fn new(
+        product: entity::product::Model,
+        category_ids: Vec<Uuid>,
+        images: Vec<crate::images::ImageResponse>,
+        currency: &str,
+    ) -> Self {
         Self {
             id: product.id,
             name: product.name,
@@ -48,6 +55,7 @@ impl ProductResponse {
             stock: product.stock,
             views: product.views,
             category_ids,
+            images,
             created_at: product.created_at,
             updated_at: product.updated_at,
             deleted_at: product.deleted_at,

@@ -93,17 +93,31 @@ pub async fn categories_of<C: ConnectionTrait>(
     Ok(by_product)
 }
 
-/// A product as clients see it, its categories read on `db`.
+/// A product as admins see it (images of every status), read on `db`.
 pub async fn respond<C: ConnectionTrait>(
     db: &C,
     product: product::Model,
     currency: &str,
 ) -> AppResult<ProductResponse> {
+    respond_to(db, product, currency, false).await
+}
+
+/// A product with its categories and images (only `READY` ones when `ready_only`).
+async fn respond_to<C: ConnectionTrait>(
+    db: &C,
+    product: product::Model,
+    currency: &str,
+    ready_only: bool,
+) -> AppResult<ProductResponse> {
     let categories = categories_of(db, &[product.id])
         .await?
         .remove(&product.id)
         .unwrap_or_default();
-    Ok(ProductResponse::new(product, categories, currency))
+    let images = crate::images::images_of(db, &[product.id], ready_only)
+        .await?
+        .remove(&product.id)
+        .unwrap_or_default();
+    Ok(ProductResponse::new(product, categories, images, currency))
 }
 
 /// Puts product `id` in exactly `categories` (each must exist: 422 naming the others).
@@ -205,13 +219,15 @@ pub async fn list(
         }
     }
 
+    // Admins see images of every status: a list of their own.
+    let admin = caller.is_some_and(AuthUser::is_admin);
     let key = format!(
-        "list:{}:{}:{:?}:{}:{:?}:{:?}",
+        "list:{}:{}:{:?}:{}:{:?}:{:?}:{admin}",
         page.skip, page.take, page.order_by, page.descending, search, category
     );
     let cache = (!include_deleted).then_some(key);
     cached(catalog, cache, || async {
-        let page = read_page(catalog, &page, include_deleted, search, category).await?;
+        let page = read_page(catalog, &page, include_deleted, admin, search, category).await?;
         to_json(&page)
     })
     .await
@@ -221,6 +237,7 @@ async fn read_page(
     catalog: &Catalog<'_>,
     page: &PageRequest<ProductSort>,
     include_deleted: bool,
+    admin: bool,
     search: Option<String>,
     category: Option<Uuid>,
 ) -> AppResult<Page<ProductResponse>> {
@@ -267,11 +284,13 @@ async fn read_page(
         .await?;
     let ids: Vec<Uuid> = rows.iter().map(|p| p.id).collect();
     let mut categories = categories_of(catalog.db, &ids).await?;
+    let mut images = crate::images::images_of(catalog.db, &ids, !admin).await?;
     let items = rows
         .into_iter()
         .map(|p| {
             let of = categories.remove(&p.id).unwrap_or_default();
-            ProductResponse::new(p, of, catalog.currency)
+            let pictures = images.remove(&p.id).unwrap_or_default();
+            ProductResponse::new(p, of, pictures, catalog.currency)
         })
         .collect();
     Ok(Page::new(items, page, total))
@@ -294,7 +313,7 @@ pub async fn get(
             .filter(|p| p.deleted_at.is_none() || admin)
             .ok_or_else(|| AppError::not_found("product"))?;
         let version = product.version;
-        let json = to_json(&respond(catalog.db, product, catalog.currency).await?)?;
+        let json = to_json(&respond_to(catalog.db, product, catalog.currency, !admin).await?)?;
         Ok(format!("{version} {json}"))
     })
     .await?;

@@ -187,20 +187,19 @@ impl TestApp {
             // Every test talks from 127.0.0.1: limits are tested where a test sets them.
             ("RATE_LIMIT_PER_SECOND".into(), "0".into()),
         ]);
-        let mut dir = None;
+        // Files of this instance (the SQLite database, mail, media) live in a directory of
+        // its own.
+        let tmp = tempfile::tempdir().expect("temp dir");
+        for (name, sub) in [("MAIL_DIR", "mail"), ("MEDIA_DIR", "media")] {
+            vars.insert(name.into(), tmp.path().join(sub).display().to_string());
+        }
         let mut pg_database = None;
         match backend {
             Backend::Sqlite => {
-                let tmp = tempfile::tempdir().expect("temp dir");
                 vars.insert(
                     "DATABASE_URL".into(),
                     format!("sqlite://{}", tmp.path().join("shop.db").display()),
                 );
-                vars.insert(
-                    "MAIL_DIR".into(),
-                    tmp.path().join("mail").display().to_string(),
-                );
-                dir = Some(tmp);
             }
             Backend::Postgres => {
                 // The external backend is PostgreSQL with Redis, under a key prefix of its own.
@@ -225,11 +224,12 @@ impl TestApp {
             ADMIN_EMAIL,
             ADMIN_PASSWORD,
             0,
+            None,
         )
         .await
         .expect("admin seeded");
         app.pg_database = pg_database;
-        app._dir = dir;
+        app._dir = Some(tmp);
         Some(app)
     }
 

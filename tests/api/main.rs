@@ -13,6 +13,7 @@ mod concurrency;
 mod edges;
 mod events;
 mod idempotency;
+mod images;
 mod money;
 mod orders;
 mod payments;
