@@ -37,8 +37,9 @@ const FORM_OVERHEAD: usize = 64 * 1024;
 /// The longest `alt` field read (the rule on its length is checked after).
 const MAX_ALT_BYTES: usize = 4096;
 
-/// `POST /products/{id}/images`: the form.
-#[derive(ToSchema)]
+/// `POST /products/{id}/images`: the form (no other fields).
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // describes the form the handler reads field by field
 pub struct ImageUpload {
     /// JPEG, PNG, WebP or GIF (checked by its bytes), up to `IMAGE_MAX_BYTES` and 40 MP.
@@ -72,6 +73,7 @@ fn too_large() -> AppError {
 async fn read_form(mut form: Multipart, max: usize) -> AppResult<Upload> {
     let mut file: Option<BytesMut> = None;
     let mut alt: Option<String> = None;
+    let mut errors = FieldErrors::new();
     while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("file") if file.is_none() => {
@@ -102,11 +104,15 @@ async fn read_form(mut form: Multipart, max: usize) -> AppResult<Upload> {
                     .map_err(|_| AppError::invalid_field("alt", "must be UTF-8 text"))?;
                 alt = Some(text);
             }
-            // Other fields are not read.
-            _ => {}
+            // Anything else is a mistake worth naming (its content is not read).
+            other => {
+                errors.insert(
+                    other.unwrap_or_default().to_owned(),
+                    vec!["is not a field of this form (send `file` and `alt`)".into()],
+                );
+            }
         }
     }
-    let mut errors = FieldErrors::new();
     let alt = alt.and_then(|raw| super::alt(&raw, &mut errors));
     let Some(file) = file else {
         errors.insert("file".into(), vec!["is required".into()]);

@@ -18,6 +18,7 @@ both_backends!(
     bad_uploads_are_refused_and_nothing_is_stored,
     editing_and_deleting_an_image_removes_its_files,
     an_upload_that_cannot_be_decoded_fails_and_leaves_no_file,
+    images_live_in_an_s3_bucket_when_one_is_set,
 );
 
 fn encode(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
@@ -345,6 +346,20 @@ async fn bad_uploads_are_refused_and_nothing_is_stored(app: TestApp) {
         missing.expect_problem(422, "validation_failed")["errors"]["file"][0],
         "is required"
     );
+    let response = app
+        .client
+        .post(format!("{}/products/{product}/images", app.base))
+        .bearer_auth(&admin)
+        .multipart(
+            Form::new()
+                .part("file", Part::bytes(png(8, 8)).file_name("a.png"))
+                .text("caption", "not a field"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let unknown = answer(response).await;
+    assert!(unknown.expect_problem(422, "validation_failed")["errors"]["caption"].is_array());
     let bad_alt = upload(
         &app,
         &admin,
@@ -534,4 +549,95 @@ async fn an_upload_that_cannot_be_decoded_fails_and_leaves_no_file(app: TestApp)
     let public = app.get(&format!("/products/{product}"), None).await;
     assert_eq!(public.expect(200)["images"], json!([]));
     drop(worker);
+}
+
+/// With `S3_BUCKET`, uploads and renditions live in the bucket (an S3-compatible store at
+/// `TEST_S3_ENDPOINT`; CI runs one), and nothing in `MEDIA_DIR`.
+async fn images_live_in_an_s3_bucket_when_one_is_set(app: TestApp) {
+    let Ok(endpoint) = std::env::var("TEST_S3_ENDPOINT") else {
+        eprintln!("NOTE: TEST_S3_ENDPOINT is not set; the S3 media test is skipped");
+        return;
+    };
+    let bucket = format!("shop-test-{}", Uuid::new_v4().simple());
+    let made = app
+        .client
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .expect("the S3 store answers");
+    assert!(made.status().is_success(), "bucket: {}", made.status());
+    let s3 = with_workers(
+        &app,
+        &[
+            ("S3_BUCKET", &bucket),
+            ("S3_ENDPOINT", &endpoint),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    )
+    .await;
+    let admin = s3.admin().await;
+    let product = s3.product(&admin, "Bucketed", "5.00", 3).await;
+    let uploaded = upload(
+        &s3,
+        &admin,
+        &product,
+        png(120, 80),
+        "a.png",
+        "image/png",
+        None,
+    )
+    .await;
+    let id = uploaded.expect(202)["id"].as_str().unwrap().to_owned();
+    let ready = settled(&s3, &admin, &product, &id).await;
+    assert_eq!(ready["status"], "READY", "{ready}");
+    let url = ready["urls"]["medium"].as_str().unwrap().to_owned();
+    let served = get_raw(&s3, &url, &[]).await;
+    assert_eq!(served.status(), 200);
+    let etag = served.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(
+        get_raw(&s3, &url, &[("If-None-Match", &etag)])
+            .await
+            .status(),
+        304
+    );
+    // The bucket holds the renditions (and no longer the upload); the directory nothing.
+    let listing = app
+        .client
+        .get(format!("{endpoint}/{bucket}?list-type=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in ["original", "medium", "thumb"] {
+        assert!(listing.contains(&format!("{id}/{name}.webp")), "{listing}");
+    }
+    assert!(!listing.contains("uploads/"), "{listing}");
+    assert_eq!(
+        files(Path::new(&app.env["MEDIA_DIR"])),
+        Vec::<String>::new()
+    );
+    // Deleting removes them from the bucket.
+    let deleted = s3
+        .call(
+            Method::DELETE,
+            &format!("/products/{product}/images/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    let listing = app
+        .client
+        .get(format!("{endpoint}/{bucket}?list-type=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!listing.contains(&id), "{listing}");
+    drop(s3);
 }
