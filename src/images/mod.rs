@@ -23,6 +23,7 @@ use crate::{
     clock, db,
     domain::{WholeNumber, check_text},
     error::{AppError, AppResult, FieldErrors},
+    events::{self, Actor, NewEvent},
     extract::present,
     state::AppState,
 };
@@ -141,10 +142,14 @@ pub async fn images_of<C: ConnectionTrait>(
     Ok(by_product)
 }
 
-/// A new version of the product: its images changed, so its representation did.
-pub(crate) async fn touch_product<C: ConnectionTrait>(
+/// The product's images changed, so its representation did: a new version, and its
+/// `product.<change>` event (the product as admins see it), in the caller's transaction.
+pub(crate) async fn product_changed<C: ConnectionTrait>(
     db: &C,
-    product: Uuid,
+    id: Uuid,
+    change: &str,
+    actor: Actor,
+    currency: &str,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
     product::Entity::update_many()
@@ -153,10 +158,15 @@ pub(crate) async fn touch_product<C: ConnectionTrait>(
             Expr::col(product::Column::Version).add(1),
         )
         .col_expr(product::Column::UpdatedAt, Expr::value(now))
-        .filter(product::Column::Id.eq(product))
+        .filter(product::Column::Id.eq(id))
         .exec(db)
         .await?;
-    Ok(())
+    let row = product::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::not_found("product"))?;
+    let response = crate::products::service::respond(db, row, currency).await?;
+    events::record(db, vec![NewEvent::product(change, &response, actor)], now).await
 }
 
 /// An `alt` text as sent: trimmed, empty is none; control characters and more than 300
@@ -218,7 +228,12 @@ pub fn refused(refusal: render::Refusal) -> AppError {
 
 /// Stores an upload of product `id` and queues it for the workers: 202 `PROCESSING`.
 /// 404 for a missing or deleted product, 409 `too_many_images` past [`MAX_IMAGES`].
-pub async fn upload(state: &AppState, id: Uuid, upload: Upload) -> AppResult<ImageResponse> {
+pub async fn upload(
+    state: &AppState,
+    actor: Actor,
+    id: Uuid,
+    upload: Upload,
+) -> AppResult<ImageResponse> {
     let inspected = render::inspect(&upload.bytes).map_err(refused)?;
     live_product(&state.db, id).await?;
     let image = Uuid::now_v7();
@@ -227,7 +242,7 @@ pub async fn upload(state: &AppState, id: Uuid, upload: Upload) -> AppResult<Ima
         tracing::error!(error = ?err, "an upload could not be stored");
         AppError::unavailable("The media store is unavailable; try again shortly.")
     })?;
-    let stored = record_upload(state, id, image, upload.alt).await;
+    let stored = record_upload(state, actor, id, image, upload.alt).await;
     let row = match stored {
         Ok(row) => row,
         Err(err) => {
@@ -239,6 +254,7 @@ pub async fn upload(state: &AppState, id: Uuid, upload: Upload) -> AppResult<Ima
     if let Err(err) = state.image_queue.enqueue(image, row.created_at).await {
         tracing::warn!(error = %err, "could not queue an image; the sweeper will");
     }
+    state.notifier.events_written();
     state.notifier.catalog_changed().await;
     Ok(row.into())
 }
@@ -246,6 +262,7 @@ pub async fn upload(state: &AppState, id: Uuid, upload: Upload) -> AppResult<Ima
 /// The row of a stored upload, last among the product's images.
 async fn record_upload(
     state: &AppState,
+    actor: Actor,
     id: Uuid,
     image: Uuid,
     alt: Option<String>,
@@ -288,7 +305,7 @@ async fn record_upload(
     product_image::Entity::insert(product_image::ActiveModel::from(row.clone()))
         .exec_without_returning(&txn)
         .await?;
-    touch_product(&txn, id, now).await?;
+    product_changed(&txn, id, "updated", actor, &state.config.currency, now).await?;
     txn.commit().await?;
     Ok(row)
 }
@@ -323,6 +340,7 @@ async fn find<C: ConnectionTrait>(
 /// Changes an image's `alt` or `position`.
 pub async fn update(
     state: &AppState,
+    actor: Actor,
     id: Uuid,
     image: Uuid,
     body: ImageChanges,
@@ -358,24 +376,26 @@ pub async fn update(
         update = update.col_expr(product_image::Column::Position, Expr::value(position));
     }
     update.exec(&txn).await?;
-    touch_product(&txn, id, now).await?;
+    product_changed(&txn, id, "updated", actor, &state.config.currency, now).await?;
     let row = find(&txn, id, image).await?;
     txn.commit().await?;
+    state.notifier.events_written();
     state.notifier.catalog_changed().await;
     Ok(row.into())
 }
 
 /// Deletes an image and then its files (an image that the workers are still making is
 /// cleaned up by them: they find its row gone).
-pub async fn delete(state: &AppState, id: Uuid, image: Uuid) -> AppResult<()> {
+pub async fn delete(state: &AppState, actor: Actor, id: Uuid, image: Uuid) -> AppResult<()> {
     let txn = db::begin_write(&state.db).await?;
     let now = clock::now();
     let row = find(&txn, id, image).await?;
     product_image::Entity::delete_by_id(image)
         .exec(&txn)
         .await?;
-    touch_product(&txn, id, now).await?;
+    product_changed(&txn, id, "updated", actor, &state.config.currency, now).await?;
     txn.commit().await?;
+    state.notifier.events_written();
     state.media.delete_all(&keys(&row)).await;
     if let Err(err) = state.image_queue.ack(image).await {
         tracing::debug!(error = %err, "could not take a deleted image off the queue");

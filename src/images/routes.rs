@@ -17,6 +17,7 @@ use super::{ImageChanges, ImageResponse, Upload};
 use crate::{
     auth::AuthUser,
     error::{AppError, AppResult, FieldErrors, Problem},
+    events::Actor,
     extract::{Json, Path},
     state::AppState,
 };
@@ -160,7 +161,7 @@ async fn upload_image(
         )
     })?;
     let upload = read_form(form, state.config.media.image_max_bytes).await?;
-    let image = super::upload(&state, id, upload).await?;
+    let image = super::upload(&state, Actor::caller(&user), id, upload).await?;
     Ok((StatusCode::ACCEPTED, Json(image)))
 }
 
@@ -181,7 +182,9 @@ async fn update_image(
     Json(body): Json<ImageChanges>,
 ) -> AppResult<Json<ImageResponse>> {
     user.require_admin()?;
-    Ok(Json(super::update(&state, id, image, body).await?))
+    Ok(Json(
+        super::update(&state, Actor::caller(&user), id, image, body).await?,
+    ))
 }
 
 /// Delete an image and its files (ADMIN).
@@ -199,7 +202,7 @@ async fn delete_image(
     Path((id, image)): Path<(Uuid, Uuid)>,
 ) -> AppResult<StatusCode> {
     user.require_admin()?;
-    super::delete(&state, id, image).await?;
+    super::delete(&state, Actor::caller(&user), id, image).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{ImageStatus, product, product_image};
+use entity::{ImageStatus, product_image};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait},
@@ -19,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{keys, render, rendition_key, touch_product, upload_key};
+use super::{keys, product_changed, render, rendition_key, upload_key};
 use crate::{
     clock, db,
     error::{AppError, AppResult},
-    events::{self, Actor, NewEvent},
+    events::Actor,
     payments::worker::{Environment, to_chrono},
 };
 
@@ -162,15 +162,16 @@ async fn ready(
         txn.rollback().await?;
         return ended_elsewhere(env, image).await;
     }
-    touch_product(&txn, image.product_id, now).await?;
-    let product = product::Entity::find_by_id(image.product_id)
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::not_found("product"))?;
     let currency = env.currency.as_str();
-    let response = crate::products::service::respond(&txn, product, currency).await?;
-    let event = NewEvent::product("image_ready", &response, Actor::WORKER);
-    events::record(&txn, vec![event], now).await?;
+    product_changed(
+        &txn,
+        image.product_id,
+        "image_ready",
+        Actor::WORKER,
+        currency,
+        now,
+    )
+    .await?;
     txn.commit().await?;
     env.notifier.events_written();
     env.notifier.catalog_changed().await;
@@ -218,8 +219,18 @@ async fn fail(env: &Environment, image: &product_image::Model, why: &str) -> App
         txn.rollback().await?;
         return ended_elsewhere(env, image).await;
     }
-    touch_product(&txn, image.product_id, now).await?;
+    let currency = env.currency.as_str();
+    product_changed(
+        &txn,
+        image.product_id,
+        "updated",
+        Actor::WORKER,
+        currency,
+        now,
+    )
+    .await?;
     txn.commit().await?;
+    env.notifier.events_written();
     env.notifier.catalog_changed().await;
     env.media.delete_all(&keys(image)).await;
     tracing::warn!(error = why, "image failed");

@@ -496,6 +496,19 @@ async fn editing_and_deleting_an_image_removes_its_files(app: TestApp) {
     app.call(Method::DELETE, &path, Some(&admin), None)
         .await
         .expect_problem(404, "not_found");
+    // Each change of the images was a new version of the product, with its event: two
+    // uploads, two edits and a delete (the refused edits wrote nothing).
+    let events = app
+        .get("/events?type=product.updated&limit=100", Some(&admin))
+        .await;
+    let updates: Vec<&Value> = events.expect(200)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["id"] == product.as_str())
+        .collect();
+    assert_eq!(updates.len(), 5, "{updates:#?}");
+    assert!(updates.iter().all(|e| e["actor"]["kind"] == "admin"));
     // An image of another product is not this product's to delete.
     let other = app.product(&admin, "Other", "1.00", 1).await;
     app.call(
