@@ -17,6 +17,7 @@ both_backends!(
     a_disabled_account_is_refused_at_once_and_cannot_sign_in,
     another_instance_hears_that_sessions_ended,
     password_reset_by_mail_end_to_end,
+    password_reset_mail_leaves_by_smtp,
     password_reset_answers_alike_and_refuses_bad_tokens,
     password_reset_requests_are_rate_limited,
     open_streams_and_sockets_end_with_the_session,
@@ -598,4 +599,91 @@ async fn open_streams_and_sockets_end_with_the_session(app: TestApp) {
     assert!(other_socket.next(Duration::from_secs(10)).await.is_some());
     assert!(!stream_ends_within(&mut other_stream, Duration::from_millis(300)).await);
     other_socket.close().await;
+}
+
+/// A one-message SMTP server on a free port: answers the dialogue and hands over what came
+/// after `DATA`.
+async fn smtp_sink() -> (u16, tokio::sync::oneshot::Receiver<String>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+        let mut message = String::new();
+        let mut in_data = false;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if in_data {
+                if line == "." {
+                    in_data = false;
+                    write.write_all(b"250 queued\r\n").await.unwrap();
+                } else {
+                    message.push_str(&line);
+                    message.push_str("\r\n");
+                }
+                continue;
+            }
+            let verb = line
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_uppercase();
+            let reply: &[u8] = match verb.as_str() {
+                "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
+                "DATA" => {
+                    in_data = true;
+                    b"354 go on\r\n"
+                }
+                "QUIT" => {
+                    let _ = write.write_all(b"221 bye\r\n").await;
+                    break;
+                }
+                _ => b"250 ok\r\n",
+            };
+            write.write_all(reply).await.unwrap();
+        }
+        let _ = tx.send(message);
+    });
+    (port, rx)
+}
+
+async fn password_reset_mail_leaves_by_smtp(app: TestApp) {
+    let (port, received) = smtp_sink().await;
+    let url = format!("smtp://127.0.0.1:{port}");
+    let mailer = app
+        .sibling(&[
+            ("MAIL_TRANSPORT", "smtp"),
+            ("SMTP_URL", &url),
+            ("MAIL_FROM", "Shop <shop@example.com>"),
+            ("PUBLIC_URL", "https://shop.example"),
+        ])
+        .await;
+    let (email, _, _, _) = account(&mailer).await;
+    mailer
+        .post("/auth/password-reset", None, json!({"email": email}))
+        .await
+        .expect(202);
+    let message = tokio::time::timeout(Duration::from_secs(10), received)
+        .await
+        .expect("a message reaches the SMTP server")
+        .unwrap();
+    assert!(message.contains(&format!("To: {email}")), "{message}");
+    assert!(
+        message.contains("From: Shop <shop@example.com>"),
+        "{message}"
+    );
+    let token = link_token(&message, "https://shop.example");
+    mailer
+        .post(
+            "/auth/password-reset/confirm",
+            None,
+            json!({"token": token, "newPassword": NEW_PASSWORD}),
+        )
+        .await
+        .expect(200);
+    login(&mailer, &email, NEW_PASSWORD).await;
 }
