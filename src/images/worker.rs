@@ -14,7 +14,6 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait},
 };
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -121,7 +120,9 @@ async fn process(env: &Environment, id: Uuid) -> AppResult<()> {
     let span = tracing::info_span!("image", image_id = %image.id, product_id = %image.product_id, attempt = image.attempts);
     async {
         match attempt(env, &image).await {
-            Attempt::Stored { width, height } => ready(env, &image, width, height).await,
+            Attempt::Stored { width, height } => {
+                end(env, &image, End::Ready { width, height }).await
+            }
             Attempt::Unusable(why) => fail(env, &image, &why).await,
             Attempt::Transient(why) => transient_failure(env, &image, &why).await,
         }
@@ -130,54 +131,67 @@ async fn process(env: &Environment, id: Uuid) -> AppResult<()> {
     .await
 }
 
-/// The renditions are stored: the image is `READY`, the product has a new version and a
-/// `product.image_ready` event, the upload is deleted.
-async fn ready(
-    env: &Environment,
-    image: &product_image::Model,
-    width: u32,
-    height: u32,
-) -> AppResult<()> {
+/// How an image ended: `READY` with the original's size, or `FAILED` with why.
+#[derive(Clone, Copy)]
+enum End<'a> {
+    Ready { width: u32, height: u32 },
+    Failed(&'a str),
+}
+
+/// Ends `image` if it is still in this very attempt: its row, a new version of the product
+/// with its event (`product.image_ready`, or `product.updated` for a failure), then the
+/// files it no longer needs. When another worker ended it, or it was deleted meanwhile,
+/// nothing is written (and the files this attempt stored go if the image is gone).
+async fn end(env: &Environment, image: &product_image::Model, end: End<'_>) -> AppResult<()> {
     let txn = db::begin_write(&env.db).await?;
     let now = clock::now();
-    let done = product_image::Entity::update_many()
-        .col_expr(
-            product_image::Column::Status,
-            Expr::value(ImageStatus::Ready),
-        )
-        .col_expr(
-            product_image::Column::Width,
-            Expr::value(Some(i32::try_from(width).unwrap_or(i32::MAX))),
-        )
-        .col_expr(
-            product_image::Column::Height,
-            Expr::value(Some(i32::try_from(height).unwrap_or(i32::MAX))),
-        )
-        .col_expr(product_image::Column::Error, Expr::value(None::<String>))
+    let dimension = |n: u32| Expr::value(Some(i32::try_from(n).unwrap_or(i32::MAX)));
+    let (status, width, height, error, change) = match end {
+        End::Ready { width, height } => (
+            ImageStatus::Ready,
+            dimension(width),
+            dimension(height),
+            None,
+            "image_ready",
+        ),
+        End::Failed(why) => (
+            ImageStatus::Failed,
+            Expr::value(None::<i32>),
+            Expr::value(None::<i32>),
+            Some(why.to_owned()),
+            "updated",
+        ),
+    };
+    let ended = product_image::Entity::update_many()
+        .col_expr(product_image::Column::Status, Expr::value(status))
+        .col_expr(product_image::Column::Width, width)
+        .col_expr(product_image::Column::Height, height)
+        .col_expr(product_image::Column::Error, Expr::value(error))
         .col_expr(product_image::Column::UpdatedAt, Expr::value(now))
         .filter(owns_attempt(image))
         .exec(&txn)
         .await?;
-    if done.rows_affected != 1 {
+    if ended.rows_affected != 1 {
         txn.rollback().await?;
         return ended_elsewhere(env, image).await;
     }
     let currency = env.currency.as_str();
-    product_changed(
-        &txn,
-        image.product_id,
-        "image_ready",
-        Actor::WORKER,
-        currency,
-        now,
-    )
-    .await?;
+    product_changed(&txn, image.product_id, change, Actor::WORKER, currency, now).await?;
     txn.commit().await?;
     env.notifier.events_written();
     env.notifier.catalog_changed().await;
-    env.media.delete_all(&[upload_key(image.id)]).await;
-    tracing::info!(width, height, "image ready");
-    metrics::counter!("images_processed_total", "outcome" => "ready").increment(1);
+    match end {
+        End::Ready { width, height } => {
+            env.media.delete_all(&[upload_key(image.id)]).await;
+            tracing::info!(width, height, "image ready");
+            metrics::counter!("images_processed_total", "outcome" => "ready").increment(1);
+        }
+        End::Failed(why) => {
+            env.media.delete_all(&keys(image)).await;
+            tracing::warn!(error = why, "image failed");
+            metrics::counter!("images_processed_total", "outcome" => "failed").increment(1);
+        }
+    }
     ack(env, image.id).await;
     Ok(())
 }
@@ -198,45 +212,9 @@ async fn ended_elsewhere(env: &Environment, image: &product_image::Model) -> App
 }
 
 /// The upload cannot become an image, or attempts ran out: the image `FAILED` (with why),
-/// and its upload is deleted.
+/// and its files are deleted.
 async fn fail(env: &Environment, image: &product_image::Model, why: &str) -> AppResult<()> {
-    let txn = db::begin_write(&env.db).await?;
-    let now = clock::now();
-    let failed = product_image::Entity::update_many()
-        .col_expr(
-            product_image::Column::Status,
-            Expr::value(ImageStatus::Failed),
-        )
-        .col_expr(
-            product_image::Column::Error,
-            Expr::value(Some(why.to_owned())),
-        )
-        .col_expr(product_image::Column::UpdatedAt, Expr::value(now))
-        .filter(owns_attempt(image))
-        .exec(&txn)
-        .await?;
-    if failed.rows_affected != 1 {
-        txn.rollback().await?;
-        return ended_elsewhere(env, image).await;
-    }
-    let currency = env.currency.as_str();
-    product_changed(
-        &txn,
-        image.product_id,
-        "updated",
-        Actor::WORKER,
-        currency,
-        now,
-    )
-    .await?;
-    txn.commit().await?;
-    env.notifier.events_written();
-    env.notifier.catalog_changed().await;
-    env.media.delete_all(&keys(image)).await;
-    tracing::warn!(error = why, "image failed");
-    metrics::counter!("images_processed_total", "outcome" => "failed").increment(1);
-    ack(env, image.id).await;
-    Ok(())
+    end(env, image, End::Failed(why)).await
 }
 
 /// The store failed: a retry with backoff, or out of attempts, the image fails.
@@ -298,50 +276,26 @@ async fn ack(env: &Environment, id: Uuid) {
 /// Works off the image queue, [`CONCURRENCY`] images at once, until `shutdown`; then lets
 /// running ones finish (for a while; after that their leases expire and the jobs return).
 pub async fn run(env: Environment, shutdown: CancellationToken) {
-    tracing::info!("image worker started");
-    let mut running = JoinSet::new();
-    loop {
-        while running.try_join_next().is_some() {}
-        if running.len() >= CONCURRENCY {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = running.join_next() => continue,
-            }
-        }
-        if shutdown.is_cancelled() {
-            break;
-        }
-        let free = CONCURRENCY - running.len();
-        match env.image_queue.reserve(free, env.config.lease).await {
-            Ok(ids) if !ids.is_empty() => {
-                for id in ids {
-                    let env = env.clone();
-                    running.spawn(async move {
-                        if let Err(err) = process(&env, id).await {
-                            tracing::warn!(image_id = %id, error = ?err, "image attempt failed; its job returns when the lease expires");
-                        }
-                    });
-                }
-            }
-            Ok(_) => tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = env.image_queue.wait_for_work(POLL) => {}
-            },
-            Err(err) => {
-                tracing::warn!(error = %err, "image queue unavailable; retrying in 1s");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+    let worker = crate::queue::Worker {
+        name: "image",
+        concurrency: CONCURRENCY,
+        batch: 1,
+        lease: env.config.lease,
+        poll: POLL,
+        drain: DRAIN,
+    };
+    let queue = env.image_queue.clone();
+    crate::queue::work(queue, worker, shutdown, move |ids| {
+        let env = env.clone();
+        async move {
+            for id in ids {
+                if let Err(err) = process(&env, id).await {
+                    tracing::warn!(image_id = %id, error = ?err, "image attempt failed; its job returns when the lease expires");
                 }
             }
         }
-    }
-    if !crate::queue::drain(&mut running, DRAIN).await {
-        tracing::warn!(
-            "image worker stopped with images still running; their jobs return when the leases expire"
-        );
-    }
-    tracing::info!("image worker stopped");
+    })
+    .await;
 }
 
 /// Puts back in the image queue what it lost: expired leases, and images that are due (or
@@ -353,20 +307,13 @@ pub async fn sweep(env: &Environment) -> AppResult<u64> {
     let now = clock::now();
     let lost = Condition::all()
         .add(product_image::Column::Status.eq(ImageStatus::Processing))
-        .add(
-            Condition::any()
-                .add(
-                    product_image::Column::NextAttemptAt
-                        .lte(now - to_chrono(env.config.sweep_interval)),
-                )
-                .add(
-                    Condition::all()
-                        .add(product_image::Column::NextAttemptAt.is_null())
-                        .add(
-                            product_image::Column::UpdatedAt.lt(now - to_chrono(env.config.lease)),
-                        ),
-                ),
-        );
+        .add(crate::queue::lost_jobs(
+            product_image::Column::NextAttemptAt,
+            product_image::Column::UpdatedAt,
+            now,
+            env.config.sweep_interval,
+            env.config.lease,
+        ));
     let requeued = crate::queue::enqueue_lost::<product_image::Entity>(
         &env.db,
         env.image_queue.as_ref(),

@@ -8,7 +8,6 @@ use std::{collections::HashMap, time::Duration};
 use chrono::{DateTime, Utc};
 use entity::{PaymentMethod, PaymentStatus, order, payment};
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -343,72 +342,24 @@ async fn ack(env: &Environment, payment_id: Uuid) {
 /// then lets running attempts finish (for a while; after that their leases expire and
 /// the jobs return to the queue).
 pub async fn run(env: Environment, shutdown: CancellationToken) {
-    let config = env.config.clone();
-    // Each task runs a batch of attempts; `sizes` remembers how many, to keep the total
-    // under WORKER_CONCURRENCY.
-    let mut running = JoinSet::new();
-    let mut sizes: HashMap<tokio::task::Id, usize> = HashMap::new();
-    let mut in_flight = 0;
-    tracing::info!(
-        concurrency = config.worker_concurrency,
-        "payment worker started"
-    );
-    loop {
-        while let Some(done) = running.try_join_next_with_id() {
-            let id = done.map_or_else(|err| err.id(), |(id, ())| id);
-            in_flight -= sizes.remove(&id).unwrap_or(0);
-        }
-        let free = config.worker_concurrency.saturating_sub(in_flight);
-        if free == 0 {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                Some(done) = running.join_next_with_id() => {
-                    let id = done.map_or_else(|err| err.id(), |(id, ())| id);
-                    in_flight -= sizes.remove(&id).unwrap_or(0);
-                    continue;
-                }
+    let worker = crate::queue::Worker {
+        name: "payment",
+        concurrency: env.config.worker_concurrency,
+        batch: BATCH,
+        lease: env.config.lease,
+        poll: POLL,
+        drain: DRAIN,
+    };
+    let queue = env.queue.clone();
+    crate::queue::work(queue, worker, shutdown, move |ids| {
+        let env = env.clone();
+        async move {
+            if let Err(err) = process_batch(&env, &ids).await {
+                tracing::warn!(jobs = ids.len(), error = ?err, "payment attempts failed; their jobs return when the leases expire");
             }
         }
-        if shutdown.is_cancelled() {
-            break;
-        }
-        match env.queue.reserve(free.min(BATCH), config.lease).await {
-            Ok(ids) if !ids.is_empty() => {
-                let env = env.clone();
-                let size = ids.len();
-                let task = running.spawn(async move {
-                    if let Err(err) = process_batch(&env, &ids).await {
-                        tracing::warn!(jobs = ids.len(), error = ?err, "payment attempts failed; their jobs return when the leases expire");
-                    }
-                });
-                sizes.insert(task.id(), size);
-                in_flight += size;
-            }
-            Ok(_) => tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = env.queue.wait_for_work(POLL) => {}
-            },
-            Err(err) => {
-                tracing::warn!(error = %err, "queue unavailable; retrying in 1s");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    }
-    if in_flight > 0 {
-        tracing::info!(
-            in_flight,
-            "payment worker stopping: finishing running attempts"
-        );
-    }
-    if !crate::queue::drain(&mut running, DRAIN).await {
-        tracing::warn!(
-            "payment worker stopped with attempts still running; their jobs return when the leases expire"
-        );
-    }
-    tracing::info!("payment worker stopped");
+    })
+    .await;
 }
 
 /// Puts back in the queue what it lost: expired leases, and payments that are due but

@@ -8,6 +8,7 @@
 mod memory;
 mod policy;
 mod redis;
+mod work;
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use uuid::Uuid;
 pub use memory::MemoryQueue;
 pub use policy::RetryPolicy;
 pub use redis::RedisQueue;
+pub use work::{Worker, work};
 
 /// A failure of the queue's backend (Redis unreachable, a script error).
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,26 @@ pub async fn drain(running: &mut tokio::task::JoinSet<()>, within: Duration) -> 
 
 /// How many ids a sweep reads per query.
 const SWEEP_PAGE: u64 = 1000;
+
+/// The rows whose job a queue may have lost (Redis was away or flushed): due for longer
+/// than a sweep interval, or in an attempt that has been silent for longer than a lease
+/// (its worker died). For the rows still waiting for their work.
+pub fn lost_jobs<C: sea_orm::ColumnTrait>(
+    next_attempt_at: C,
+    updated_at: C,
+    now: DateTime<Utc>,
+    sweep_interval: Duration,
+    lease: Duration,
+) -> sea_orm::Condition {
+    let ago = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    sea_orm::Condition::any()
+        .add(next_attempt_at.lte(ago(sweep_interval)))
+        .add(
+            sea_orm::Condition::all()
+                .add(next_attempt_at.is_null())
+                .add(updated_at.lt(ago(lease))),
+        )
+}
 
 /// Enqueues, due `now`, the id of every row of `E` that matches `lost` (jobs the queue
 /// lost: Redis was away or flushed), paging by `id` so a backlog larger than a page is

@@ -13,7 +13,6 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait},
 };
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -304,47 +303,24 @@ async fn ack(env: &Environment, id: Uuid) {
 /// lets running batches finish (for a while; after that their leases expire and the jobs
 /// return to the queue).
 pub async fn run(env: Environment, shutdown: CancellationToken) {
-    tracing::info!("refund worker started");
-    let mut running = JoinSet::new();
-    loop {
-        while running.try_join_next().is_some() {}
-        if running.len() >= BATCHES {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = running.join_next() => continue,
+    let worker = crate::queue::Worker {
+        name: "refund",
+        concurrency: BATCH * BATCHES,
+        batch: BATCH,
+        lease: env.config.lease,
+        poll: POLL,
+        drain: DRAIN,
+    };
+    let queue = env.refund_queue.clone();
+    crate::queue::work(queue, worker, shutdown, move |ids| {
+        let env = env.clone();
+        async move {
+            if let Err(err) = process_batch(&env, &ids).await {
+                tracing::warn!(jobs = ids.len(), error = ?err, "refund attempts failed; their jobs return when the leases expire");
             }
         }
-        if shutdown.is_cancelled() {
-            break;
-        }
-        match env.refund_queue.reserve(BATCH, env.config.lease).await {
-            Ok(ids) if !ids.is_empty() => {
-                let env = env.clone();
-                running.spawn(async move {
-                    if let Err(err) = process_batch(&env, &ids).await {
-                        tracing::warn!(jobs = ids.len(), error = ?err, "refund attempts failed; their jobs return when the leases expire");
-                    }
-                });
-            }
-            Ok(_) => tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = env.refund_queue.wait_for_work(POLL) => {}
-            },
-            Err(err) => {
-                tracing::warn!(error = %err, "refund queue unavailable; retrying in 1s");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    }
-    if !crate::queue::drain(&mut running, DRAIN).await {
-        tracing::warn!(
-            "refund worker stopped with attempts still running; their jobs return when the leases expire"
-        );
-    }
-    tracing::info!("refund worker stopped");
+    })
+    .await;
 }
 
 /// Puts back in the refund queue what it lost: expired leases, and refunds that are due
@@ -356,15 +332,13 @@ pub async fn sweep(env: &Environment) -> AppResult<u64> {
     let now = clock::now();
     let lost = Condition::all()
         .add(refund::Column::Status.eq(RefundStatus::Pending))
-        .add(
-            Condition::any()
-                .add(refund::Column::NextAttemptAt.lte(now - to_chrono(env.config.sweep_interval)))
-                .add(
-                    Condition::all()
-                        .add(refund::Column::NextAttemptAt.is_null())
-                        .add(refund::Column::UpdatedAt.lt(now - to_chrono(env.config.lease))),
-                ),
-        );
+        .add(crate::queue::lost_jobs(
+            refund::Column::NextAttemptAt,
+            refund::Column::UpdatedAt,
+            now,
+            env.config.sweep_interval,
+            env.config.lease,
+        ));
     let requeued = crate::queue::enqueue_lost::<refund::Entity>(
         &env.db,
         env.refund_queue.as_ref(),
