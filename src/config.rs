@@ -322,6 +322,12 @@ impl Config {
         let port = env.number("PORT", 3000u16, 0..=65535);
         let database = env.parse("DATABASE_URL", sqlite_default(), parse_database);
         let database_max_connections = env.number("DATABASE_MAX_CONNECTIONS", 10u32, 1..=1000);
+        if database.is_postgres() && database_max_connections < 3 {
+            env.errors.push(format!(
+                "DATABASE_MAX_CONNECTIONS={database_max_connections}: at least 3 with PostgreSQL \
+                 (each process holds two for LISTEN: the event log and sessions)"
+            ));
+        }
         let redis_url = env.parse("REDIS_URL", None, |raw| {
             if raw.starts_with("redis://") || raw.starts_with("rediss://") {
                 Ok(Some(raw.to_owned()))

@@ -19,6 +19,9 @@ pub struct Model {
     pub spent_at: Option<DateTimeUtc>,
     /// When its family was ended (logout, or reuse of a spent token).
     pub revoked_at: Option<DateTimeUtc>,
+    /// The account's session epoch when it was issued: older than the account's is refused
+    /// (it was issued while every session was being ended).
+    pub epoch: i64,
     pub created_at: DateTimeUtc,
 }
 

@@ -16,6 +16,7 @@ mod m20261206_000003_product_views;
 mod m20261206_000004_refresh_tokens;
 mod m20261206_000005_accounts;
 mod m20261206_000006_product_images;
+mod m20261206_000007_refresh_token_epoch;
 
 /// Every migration of the shop, in order.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000004_refresh_tokens::Migration),
             Box::new(m20261206_000005_accounts::Migration),
             Box::new(m20261206_000006_product_images::Migration),
+            Box::new(m20261206_000007_refresh_token_epoch::Migration),
         ]
     }
 }

@@ -176,13 +176,7 @@ pub async fn confirm(
     if spent.rows_affected != 1 || changed.rows_affected != 1 {
         return Err(invalid());
     }
-    // The other links of the account were for the password that is gone.
-    password_reset::Entity::update_many()
-        .col_expr(password_reset::Column::UsedAt, Expr::value(Some(now)))
-        .filter(password_reset::Column::UserId.eq(reset.user_id))
-        .filter(password_reset::Column::UsedAt.is_null())
-        .exec(&txn)
-        .await?;
+    // Ending the sessions spends the account's other links too.
     let session = sessions::restart(sessions, &txn, reset.user_id, now).await?;
     txn.commit().await?;
     sessions.auth.forget(reset.user_id);

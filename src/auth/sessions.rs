@@ -54,7 +54,7 @@ fn refused() -> AppError {
 /// Issues a refresh token of `family` for `user`; answers the token.
 async fn issue<C: ConnectionTrait>(
     db: &C,
-    user: Uuid,
+    user: &user::Model,
     family: Uuid,
     ttl: Duration,
     now: DateTime<Utc>,
@@ -63,8 +63,9 @@ async fn issue<C: ConnectionTrait>(
     let token = format!("{PREFIX}{}", hex(&bytes));
     let row = refresh_token::Model {
         id: Uuid::now_v7(),
-        user_id: user,
+        user_id: user.id,
         family_id: family,
+        epoch: user.session_epoch,
         token_hash: digest(&token),
         expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
         spent_at: None,
@@ -107,7 +108,7 @@ pub async fn open_in<C: ConnectionTrait>(
     user: user::Model,
     now: DateTime<Utc>,
 ) -> AppResult<AuthResponse> {
-    let refresh = issue(db, user.id, Uuid::now_v7(), sessions.ttl, now).await?;
+    let refresh = issue(db, &user, Uuid::now_v7(), sessions.ttl, now).await?;
     tokens(sessions, user, refresh, now)
 }
 
@@ -163,7 +164,14 @@ pub async fn refresh(sessions: &Sessions<'_>, token: &str) -> AppResult<AuthResp
     if user.disabled_at.is_some() {
         return Err(refused());
     }
-    let next = issue(&txn, row.user_id, row.family_id, sessions.ttl, now).await?;
+    if row.epoch < user.session_epoch {
+        // Issued by a sign-in or refresh that raced with the end of every session: it ends
+        // now, with its family.
+        revoke(&txn, row.family_id, now).await?;
+        txn.commit().await?;
+        return Err(refused());
+    }
+    let next = issue(&txn, &user, row.family_id, sessions.ttl, now).await?;
     txn.commit().await?;
     tokens(sessions, user, next, now)
 }

@@ -151,9 +151,13 @@ impl Authenticator {
             role,
             disabled: disabled_at.is_some(),
         };
-        // Kept only if no change was heard of while it was read (it may predate it).
+        // Kept only if no change was heard of while it was read (it may predate it), nor
+        // while it was being kept.
         if self.forgotten.load(Ordering::Acquire) == before {
             self.accounts.insert(id, standing);
+            if self.forgotten.load(Ordering::Acquire) != before {
+                self.accounts.invalidate(&id);
+            }
         }
         Ok(Some(standing))
     }
@@ -172,56 +176,61 @@ impl Authenticator {
     }
 
     /// On PostgreSQL, forgets each account another instance (or an operator's SQL) changed,
-    /// until `stop`. Nothing to do on SQLite: one process owns the file.
+    /// until `stop`. Nothing to do on SQLite: one process owns the file. When the `LISTEN`
+    /// connection is lost, notifications may be missed until it is back: everything is
+    /// forgotten once it listens again.
     pub async fn listen(self: Arc<Self>, stop: CancellationToken) {
         if self.db.get_database_backend() != DatabaseBackend::Postgres {
             return;
         }
         let pool = self.db.get_postgres_connection_pool();
-        let mut listener = loop {
+        loop {
             let connected = async {
                 let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
                 listener.listen(CHANNEL).await?;
                 Ok::<_, sea_orm::sqlx::Error>(listener)
             };
-            match connected.await {
-                Ok(listener) => break listener,
+            let mut listener = match connected.await {
+                Ok(listener) => listener,
                 Err(err) => {
                     tracing::warn!(error = %err, "sessions: no LISTEN connection; retrying");
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
+                    continue;
                 }
-            }
-        };
-        // Whatever was read before the LISTEN began may already be stale.
-        self.forget_all();
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                received = listener.recv() => match received {
-                    Ok(notification) => match notification.payload().parse::<Uuid>() {
+            };
+            // Whatever was read before this LISTEN began may already be stale.
+            self.forget_all();
+            loop {
+                let received = tokio::select! {
+                    () = stop.cancelled() => return,
+                    received = listener.try_recv() => received,
+                };
+                match received {
+                    Ok(Some(notification)) => match notification.payload().parse::<Uuid>() {
                         Ok(id) => self.forget(id),
                         Err(_) => self.forget_all(),
                     },
-                    Err(err) => {
-                        tracing::warn!(error = %err, "sessions: LISTEN connection lost; reconnecting");
-                        // Notifications may have been missed meanwhile.
-                        self.forget_all();
-                        tokio::select! {
-                            () = stop.cancelled() => return,
-                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
+                    // The connection was lost (`None`) or failed: listen afresh.
+                    Ok(None) => {
+                        tracing::warn!("sessions: LISTEN connection lost; reconnecting");
+                        break;
                     }
-                },
+                    Err(err) => {
+                        tracing::warn!(error = %err, "sessions: LISTEN failed; reconnecting");
+                        break;
+                    }
+                }
             }
         }
     }
 }
 
 /// Ends every session of `user` in the caller's transaction: the session epoch grows (so
-/// every access token issued before is refused) and every refresh token is revoked.
+/// every access token issued before is refused), every refresh token is revoked, and every
+/// password reset link not yet used is spent.
 /// Answers the account as it is now. Call [`Authenticator::forget`] after the commit.
 pub async fn end_all<C: ConnectionTrait>(
     db: &C,
@@ -247,6 +256,15 @@ pub async fn end_all<C: ConnectionTrait>(
         .col_expr(refresh_token::Column::RevokedAt, Expr::value(Some(now)))
         .filter(refresh_token::Column::UserId.eq(user))
         .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    entity::password_reset::Entity::update_many()
+        .col_expr(
+            entity::password_reset::Column::UsedAt,
+            Expr::value(Some(now)),
+        )
+        .filter(entity::password_reset::Column::UserId.eq(user))
+        .filter(entity::password_reset::Column::UsedAt.is_null())
         .exec(db)
         .await?;
     user::Entity::find_by_id(user)

@@ -90,6 +90,12 @@ pub fn open(
     let (out, received) = mpsc::channel::<sse::Event>(64);
     tokio::spawn(async move {
         let _open = Open::new();
+        // Subscribed to changes above: a session that ended before is caught here, one that
+        // ends later by the loop below.
+        match auth.recheck(&user).await {
+            Some(now) => user = now,
+            None => return,
+        }
         let mut sent = last;
         // Replays the log after `sent`; `false` once the client is gone.
         let catch_up = async |sent: &mut Option<String>, user: &AuthUser| -> bool {

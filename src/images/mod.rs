@@ -152,7 +152,15 @@ pub(crate) async fn product_changed<C: ConnectionTrait>(
     currency: &str,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    product::Entity::update_many()
+    touch(db, id, now).await?;
+    announce(db, id, change, actor, currency, now).await
+}
+
+/// A new version of the product `id` (deleted or not); answers how many rows it wrote.
+/// The first write of a transaction that changes the product's images: on PostgreSQL it
+/// holds the product's row, so such transactions take turns.
+async fn touch<C: ConnectionTrait>(db: &C, id: Uuid, now: DateTime<Utc>) -> AppResult<u64> {
+    Ok(product::Entity::update_many()
         .col_expr(
             product::Column::Version,
             Expr::col(product::Column::Version).add(1),
@@ -160,7 +168,19 @@ pub(crate) async fn product_changed<C: ConnectionTrait>(
         .col_expr(product::Column::UpdatedAt, Expr::value(now))
         .filter(product::Column::Id.eq(id))
         .exec(db)
-        .await?;
+        .await?
+        .rows_affected)
+}
+
+/// Writes the product's `product.<change>` event as it now stands.
+async fn announce<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    change: &str,
+    actor: Actor,
+    currency: &str,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
     let row = product::Entity::find_by_id(id)
         .one(db)
         .await?
@@ -269,7 +289,10 @@ async fn record_upload(
 ) -> AppResult<product_image::Model> {
     let txn = db::begin_write(&state.db).await?;
     let now = clock::now();
+    // The product's row first: concurrent uploads of one product take turns, so the count
+    // and the position below see each other.
     live_product(&txn, id).await?;
+    touch(&txn, id, now).await?;
     let count = product_image::Entity::find()
         .filter(product_image::Column::ProductId.eq(id))
         .count(&txn)
@@ -305,7 +328,7 @@ async fn record_upload(
     product_image::Entity::insert(product_image::ActiveModel::from(row.clone()))
         .exec_without_returning(&txn)
         .await?;
-    product_changed(&txn, id, "updated", actor, &state.config.currency, now).await?;
+    announce(&txn, id, "updated", actor, &state.config.currency, now).await?;
     txn.commit().await?;
     Ok(row)
 }

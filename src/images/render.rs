@@ -117,10 +117,11 @@ pub fn render(bytes: &[u8]) -> Result<Vec<Rendition>, String> {
     let mut image = DynamicImage::from_decoder(decoder)
         .map_err(|err| format!("the image cannot be decoded: {err}"))?;
     image.apply_orientation(orientation);
+    // Converted in place when it is already 8-bit (no second copy of the pixels).
     let image = if image.color().has_alpha() {
-        DynamicImage::ImageRgba8(image.to_rgba8())
+        DynamicImage::ImageRgba8(image.into_rgba8())
     } else {
-        DynamicImage::ImageRgb8(image.to_rgb8())
+        DynamicImage::ImageRgb8(image.into_rgb8())
     };
     let mut renditions = Vec::with_capacity(RENDITIONS.len());
     // Each from the one before: smaller, so cheaper to resize.

@@ -119,6 +119,12 @@ async fn process(env: &Environment, id: Uuid) -> AppResult<()> {
     };
     let span = tracing::info_span!("image", image_id = %image.id, product_id = %image.product_id, attempt = image.attempts);
     async {
+        if image.attempts
+            > i32::try_from(env.config.retry_policy().max_attempts).unwrap_or(i32::MAX)
+        {
+            // Taken over after its worker died during the last attempt (out of memory, say).
+            return fail(env, &image, "processing was interrupted too often").await;
+        }
         match attempt(env, &image).await {
             Attempt::Stored { width, height } => {
                 end(env, &image, End::Ready { width, height }).await

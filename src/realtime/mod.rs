@@ -111,7 +111,11 @@ impl Realtime {
         live: broadcast::Sender<Arc<Event>>,
     ) -> Self {
         let (layer, io) = SocketIo::builder().max_buffer_size(BUFFER).build_layer();
-        let resumer = Arc::new(Resumer { db, live });
+        let resumer = Arc::new(Resumer {
+            auth: auth.clone(),
+            db,
+            live,
+        });
         for namespace in [ORDERS, PAYMENT] {
             let resumer = resumer.clone();
             let connected = move |socket: SocketRef| {
@@ -263,6 +267,8 @@ fn authenticate<A: Adapter>(
 
 /// What a resuming socket reads: the log, and this process's relay.
 struct Resumer {
+    /// Looks at a new socket's session again once it is in its namespace.
+    auth: Arc<Authenticator>,
     db: DatabaseConnection,
     live: broadcast::Sender<Arc<Event>>,
 }
@@ -340,6 +346,18 @@ async fn on_connect(socket: SocketRef, resumer: Arc<Resumer>) {
     tracing::debug!(sid = %socket.id, namespace = socket.ns(), "socket connected");
     metrics::gauge!("socketio_connections").increment(1.0);
     socket.on_disconnect(async || metrics::gauge!("socketio_connections").decrement(1.0));
+    // A session that ended (or a role that changed) while the handshake ran was not heard
+    // of here: the socket was not in its namespace yet.
+    if let Some(user) = socket.extensions.get::<AuthUser>()
+        && resumer
+            .auth
+            .recheck(&user)
+            .await
+            .is_none_or(|now| now.role != user.role)
+    {
+        let _ = socket.disconnect();
+        return;
+    }
     if let (Some(Resume(last)), Some(user)) = (
         socket.extensions.get::<Resume>(),
         socket.extensions.get::<AuthUser>(),

@@ -18,6 +18,8 @@ both_backends!(
     another_instance_hears_that_sessions_ended,
     password_reset_by_mail_end_to_end,
     password_reset_mail_leaves_by_smtp,
+    a_refresh_token_of_an_older_epoch_is_refused,
+    ending_sessions_spends_reset_links,
     password_reset_answers_alike_and_refuses_bad_tokens,
     password_reset_requests_are_rate_limited,
     open_streams_and_sockets_end_with_the_session,
@@ -685,5 +687,66 @@ async fn password_reset_mail_leaves_by_smtp(app: TestApp) {
         )
         .await
         .expect(200);
+    login(&mailer, &email, NEW_PASSWORD).await;
+}
+
+/// A refresh token issued while every session was being ended (a sign-in racing with a
+/// logout-all) carries the epoch before: it is refused, with its family.
+async fn a_refresh_token_of_an_older_epoch_is_refused(app: TestApp) {
+    use entity::user;
+    use sea_orm::{
+        ColumnTrait, EntityTrait, QueryFilter,
+        sea_query::{Expr, ExprTrait},
+    };
+
+    let (_, _, token, id) = account(&app).await;
+    // As the race leaves it: the epoch moved on, this token was not revoked.
+    user::Entity::update_many()
+        .col_expr(
+            user::Column::SessionEpoch,
+            Expr::col(user::Column::SessionEpoch).add(1),
+        )
+        .filter(user::Column::Id.eq(Uuid::parse_str(&id).unwrap()))
+        .exec(&app.state.db)
+        .await
+        .unwrap();
+    refresh(&app, &token)
+        .await
+        .expect_problem(401, "invalid_refresh_token");
+    // A sign-in now is of the new epoch, and works.
+    let email = app
+        .get(&format!("/admin/users/{id}"), Some(&app.admin().await))
+        .await;
+    let email = email.expect(200)["email"].as_str().unwrap().to_owned();
+    let (access, fresh) = login(&app, &email, PASSWORD).await;
+    app.get("/auth/me", Some(&access)).await.expect(200);
+    refresh(&app, &fresh).await.expect(200);
+}
+
+/// A reset link mailed before the sessions ended (here: a password change) no longer works.
+async fn ending_sessions_spends_reset_links(app: TestApp) {
+    let (mailer, dir) = with_mailbox(&app, &[]).await;
+    let (email, access, _, _) = account(&mailer).await;
+    mailer
+        .post("/auth/password-reset", None, json!({"email": email}))
+        .await
+        .expect(202);
+    let token = link_token(&mail_to(dir.path(), &email).await, "https://shop.example");
+    mailer
+        .post(
+            "/auth/change-password",
+            Some(&access),
+            json!({"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}),
+        )
+        .await
+        .expect(200);
+    mailer
+        .post(
+            "/auth/password-reset/confirm",
+            None,
+            json!({"token": token, "newPassword": "An0ther!pass"}),
+        )
+        .await
+        .expect_problem(400, "invalid_reset_token");
     login(&mailer, &email, NEW_PASSWORD).await;
 }

@@ -19,6 +19,7 @@ both_backends!(
     editing_and_deleting_an_image_removes_its_files,
     an_upload_that_cannot_be_decoded_fails_and_leaves_no_file,
     images_live_in_an_s3_bucket_when_one_is_set,
+    an_image_whose_attempts_keep_dying_fails,
 );
 
 fn encode(image: DynamicImage, format: ImageFormat) -> Vec<u8> {
@@ -653,4 +654,47 @@ async fn images_live_in_an_s3_bucket_when_one_is_set(app: TestApp) {
         .unwrap();
     assert!(!listing.contains(&id), "{listing}");
     drop(s3);
+}
+
+/// An image whose worker keeps dying in it (taken over after each lease) fails once its
+/// attempts are spent, rather than being taken over forever.
+async fn an_image_whose_attempts_keep_dying_fails(app: TestApp) {
+    use entity::product_image;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    let admin = app.admin().await;
+    let product = app.product(&admin, "Doomed", "5.00", 3).await;
+    // Uploaded where no worker runs, then made to look like its last attempt's worker died.
+    let uploaded = upload(
+        &app,
+        &admin,
+        &product,
+        png(20, 20),
+        "a.png",
+        "image/png",
+        None,
+    )
+    .await;
+    let id = uploaded.expect(202)["id"].as_str().unwrap().to_owned();
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(1);
+    product_image::Entity::update_many()
+        .col_expr(product_image::Column::Attempts, Expr::value(5))
+        .col_expr(
+            product_image::Column::NextAttemptAt,
+            Expr::value(None::<chrono::DateTime<chrono::Utc>>),
+        )
+        .col_expr(product_image::Column::UpdatedAt, Expr::value(long_ago))
+        .filter(product_image::Column::Id.eq(Uuid::parse_str(&id).unwrap()))
+        .exec(&app.state.db)
+        .await
+        .unwrap();
+    let worker = with_workers(&app, &[("PAYMENT_MAX_ATTEMPTS", "5")]).await;
+    let failed = settled(&app, &admin, &product, &id).await;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("interrupted"));
+    assert_eq!(
+        files(Path::new(&app.env["MEDIA_DIR"])),
+        Vec::<String>::new()
+    );
+    drop(worker);
 }
