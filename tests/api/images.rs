@@ -165,6 +165,37 @@ fn files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// The events of `kind` about `product`, once there are `want` of them (or after 10 s): the
+/// log lists an event only once every older transaction of the PostgreSQL cluster has
+/// ended, and other tests hold some open for a while.
+async fn product_events(
+    app: &TestApp,
+    admin: &str,
+    kind: &str,
+    product: &str,
+    want: usize,
+) -> Vec<Value> {
+    let mut found = Vec::new();
+    for _ in 0..200 {
+        let events = app
+            .get(&format!("/events?type={kind}&limit=100"), Some(admin))
+            .await;
+        found = events.expect(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["data"]["id"] == product)
+            .cloned()
+            .collect();
+        if found.len() >= want {
+            // Anything more would have been written with them.
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    found
+}
+
 /// An instance that processes images (the one under test runs no workers).
 async fn with_workers(app: &TestApp, extra: &[(&str, &str)]) -> TestApp {
     let mut settings = vec![("WORKERS", "1")];
@@ -279,16 +310,8 @@ async fn uploads_become_webp_renditions_served_with_validators(app: TestApp) {
     assert!(!bytes.windows(4).any(|w| w == b"EXIF" || w == b"Exif"));
 
     // Listeners heard of each.
-    let events = app
-        .get("/events?type=product.image_ready&limit=100", Some(&admin))
-        .await;
-    let ready_events: Vec<&Value> = events.expect(200)["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["data"]["id"] == product.as_str())
-        .collect();
-    assert_eq!(ready_events.len(), 2);
+    let ready_events = product_events(app, &admin, "product.image_ready", &product, 2).await;
+    assert_eq!(ready_events.len(), 2, "{ready_events:#?}");
     drop(app_with_workers);
 }
 
@@ -499,15 +522,7 @@ async fn editing_and_deleting_an_image_removes_its_files(app: TestApp) {
         .expect_problem(404, "not_found");
     // Each change of the images was a new version of the product, with its event: two
     // uploads, two edits and a delete (the refused edits wrote nothing).
-    let events = app
-        .get("/events?type=product.updated&limit=100", Some(&admin))
-        .await;
-    let updates: Vec<&Value> = events.expect(200)["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["data"]["id"] == product.as_str())
-        .collect();
+    let updates = product_events(&app, &admin, "product.updated", &product, 5).await;
     assert_eq!(updates.len(), 5, "{updates:#?}");
     assert!(updates.iter().all(|e| e["actor"]["kind"] == "admin"));
     // An image of another product is not this product's to delete.
