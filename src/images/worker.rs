@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::{keys, product_changed, render, rendition_key, upload_key};
 use crate::{
     clock, db,
-    error::{AppError, AppResult},
+    error::AppResult,
     events::Actor,
     payments::worker::{Environment, to_chrono},
 };
@@ -307,32 +307,23 @@ pub async fn run(env: Environment, shutdown: CancellationToken) {
 /// Puts back in the image queue what it lost: expired leases, and images that are due (or
 /// whose worker died) but missing from it.
 pub async fn sweep(env: &Environment) -> AppResult<u64> {
-    if let Err(err) = env.image_queue.requeue_expired().await {
-        return Err(AppError::unavailable(err.to_string()));
-    }
-    let now = clock::now();
-    let lost = Condition::all()
-        .add(product_image::Column::Status.eq(ImageStatus::Processing))
-        .add(crate::queue::lost_jobs(
-            product_image::Column::NextAttemptAt,
-            product_image::Column::UpdatedAt,
-            now,
-            env.config.sweep_interval,
-            env.config.lease,
-        ));
-    let requeued = crate::queue::enqueue_lost::<product_image::Entity>(
+    let config = &env.config;
+    crate::queue::sweep::<product_image::Entity>(
         &env.db,
         env.image_queue.as_ref(),
         product_image::Column::Id,
-        lost,
-        now,
+        "images",
+        |now| {
+            Condition::all()
+                .add(product_image::Column::Status.eq(ImageStatus::Processing))
+                .add(crate::queue::lost_jobs(
+                    product_image::Column::NextAttemptAt,
+                    product_image::Column::UpdatedAt,
+                    now,
+                    config.sweep_interval,
+                    config.lease,
+                ))
+        },
     )
-    .await?;
-    if requeued > 0 {
-        tracing::info!(
-            requeued,
-            "sweeper re-enqueued images missing from the queue"
-        );
-    }
-    Ok(requeued)
+    .await
 }

@@ -366,45 +366,35 @@ pub async fn run(env: Environment, shutdown: CancellationToken) {
 /// missing from it (Redis was down when the order was placed, or was flushed).
 pub async fn sweep(env: &Environment) -> AppResult<u64> {
     let config = &env.config;
-    if let Err(err) = env.queue.requeue_expired().await {
-        return Err(AppError::unavailable(err.to_string()));
-    }
-    let now = clock::now();
-    let overdue = now - to_chrono(config.sweep_interval);
-    let lost = Condition::any()
-        .add(
-            Condition::all()
-                .add(
-                    payment::Column::Status
-                        .is_in([PaymentStatus::Pending, PaymentStatus::Retrying]),
-                )
-                .add(payment::Column::NextAttemptAt.lte(overdue)),
-        )
-        .add(
-            Condition::all()
-                .add(payment::Column::Status.eq(PaymentStatus::RequiresAction))
-                .add(payment::Column::ActionExpiresAt.lte(overdue)),
-        )
-        .add(
-            Condition::all()
-                .add(payment::Column::Status.eq(PaymentStatus::Processing))
-                .add(payment::Column::UpdatedAt.lt(now - to_chrono(config.lease))),
-        );
-    let requeued = crate::queue::enqueue_lost::<payment::Entity>(
+    crate::queue::sweep::<payment::Entity>(
         &env.db,
         env.queue.as_ref(),
         payment::Column::Id,
-        lost,
-        now,
+        "payments",
+        |now| {
+            let overdue = now - to_chrono(config.sweep_interval);
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(
+                            payment::Column::Status
+                                .is_in([PaymentStatus::Pending, PaymentStatus::Retrying]),
+                        )
+                        .add(payment::Column::NextAttemptAt.lte(overdue)),
+                )
+                .add(
+                    Condition::all()
+                        .add(payment::Column::Status.eq(PaymentStatus::RequiresAction))
+                        .add(payment::Column::ActionExpiresAt.lte(overdue)),
+                )
+                .add(
+                    Condition::all()
+                        .add(payment::Column::Status.eq(PaymentStatus::Processing))
+                        .add(payment::Column::UpdatedAt.lt(now - to_chrono(config.lease))),
+                )
+        },
     )
-    .await?;
-    if requeued > 0 {
-        tracing::info!(
-            requeued,
-            "sweeper re-enqueued payments missing from the queue"
-        );
-    }
-    Ok(requeued)
+    .await
 }
 
 /// Runs [`sweep`] and the refunds' sweep every `SWEEP_INTERVAL` until `shutdown`.

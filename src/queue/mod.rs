@@ -140,22 +140,26 @@ pub fn lost_jobs<C: sea_orm::ColumnTrait>(
         )
 }
 
-/// Enqueues, due `now`, the id of every row of `E` that matches `lost` (jobs the queue
-/// lost: Redis was away or flushed), paging by `id` so a backlog larger than a page is
-/// looked at whole; answers how many were added. Shared by the payment and webhook
-/// sweepers.
-pub async fn enqueue_lost<E>(
+/// What every sweeper does: returns jobs whose lease ran out to the queue, then enqueues,
+/// due now, the id of every row of `E` that `lost` (given the time) matches: the jobs the
+/// queue lost (Redis was away or flushed). Pages by `id`, so a backlog larger than a page
+/// is looked at whole; logs and answers how many came back. `what` names them in the log.
+pub async fn sweep<E>(
     db: &sea_orm::DatabaseConnection,
     queue: &dyn JobQueue,
     id: E::Column,
-    lost: sea_orm::Condition,
-    now: DateTime<Utc>,
+    what: &str,
+    lost: impl FnOnce(DateTime<Utc>) -> sea_orm::Condition,
 ) -> crate::error::AppResult<u64>
 where
     E: sea_orm::EntityTrait,
 {
     use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
 
+    let unavailable = |err: QueueError| crate::error::AppError::unavailable(err.to_string());
+    queue.requeue_expired().await.map_err(unavailable)?;
+    let now = crate::clock::now();
+    let lost = lost(now);
     let mut after: Option<Uuid> = None;
     let mut added = 0;
     loop {
@@ -169,13 +173,17 @@ where
             page = page.filter(id.gt(after));
         }
         let ids: Vec<Uuid> = page.into_tuple().all(db).await?;
-        added += queue
-            .enqueue_many(&ids, now)
-            .await
-            .map_err(|err| crate::error::AppError::unavailable(err.to_string()))?;
+        added += queue.enqueue_many(&ids, now).await.map_err(unavailable)?;
         if (ids.len() as u64) < SWEEP_PAGE {
-            return Ok(added);
+            break;
         }
         after = ids.last().copied();
     }
+    if added > 0 {
+        tracing::info!(
+            requeued = added,
+            "sweeper re-enqueued {what} missing from the queue"
+        );
+    }
+    Ok(added)
 }

@@ -326,32 +326,23 @@ pub async fn run(env: Environment, shutdown: CancellationToken) {
 /// Puts back in the refund queue what it lost: expired leases, and refunds that are due
 /// (or whose worker died) but missing from it.
 pub async fn sweep(env: &Environment) -> AppResult<u64> {
-    if let Err(err) = env.refund_queue.requeue_expired().await {
-        return Err(AppError::unavailable(err.to_string()));
-    }
-    let now = clock::now();
-    let lost = Condition::all()
-        .add(refund::Column::Status.eq(RefundStatus::Pending))
-        .add(crate::queue::lost_jobs(
-            refund::Column::NextAttemptAt,
-            refund::Column::UpdatedAt,
-            now,
-            env.config.sweep_interval,
-            env.config.lease,
-        ));
-    let requeued = crate::queue::enqueue_lost::<refund::Entity>(
+    let config = &env.config;
+    crate::queue::sweep::<refund::Entity>(
         &env.db,
         env.refund_queue.as_ref(),
         refund::Column::Id,
-        lost,
-        now,
+        "refunds",
+        |now| {
+            Condition::all()
+                .add(refund::Column::Status.eq(RefundStatus::Pending))
+                .add(crate::queue::lost_jobs(
+                    refund::Column::NextAttemptAt,
+                    refund::Column::UpdatedAt,
+                    now,
+                    config.sweep_interval,
+                    config.lease,
+                ))
+        },
     )
-    .await?;
-    if requeued > 0 {
-        tracing::info!(
-            requeued,
-            "sweeper re-enqueued refunds missing from the queue"
-        );
-    }
-    Ok(requeued)
+    .await
 }

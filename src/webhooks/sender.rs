@@ -471,32 +471,23 @@ pub async fn run(sender: Arc<Sender>, stop: CancellationToken) {
 /// Puts back in the queue what it lost: expired leases, and deliveries due for a while
 /// but missing from it (Redis was away when they were created or retried).
 pub async fn sweep(sender: &Sender, overdue_after: Duration) -> AppResult<u64> {
-    if let Err(err) = sender.queue.requeue_expired().await {
-        return Err(crate::error::AppError::unavailable(err.to_string()));
-    }
-    let now = clock::now();
-    let overdue = now - chrono::Duration::from_std(overdue_after).unwrap_or(chrono::Duration::MAX);
-    let lost = Condition::all()
-        .add(
-            webhook_delivery::Column::Status
-                .is_in([DeliveryStatus::Pending, DeliveryStatus::Retrying]),
-        )
-        .add(webhook_delivery::Column::NextAttemptAt.lte(overdue));
-    let requeued = crate::queue::enqueue_lost::<webhook_delivery::Entity>(
+    crate::queue::sweep::<webhook_delivery::Entity>(
         &sender.db,
         sender.queue.as_ref(),
         webhook_delivery::Column::Id,
-        lost,
-        now,
+        "webhook deliveries",
+        |now| {
+            let overdue =
+                now - chrono::Duration::from_std(overdue_after).unwrap_or(chrono::Duration::MAX);
+            Condition::all()
+                .add(
+                    webhook_delivery::Column::Status
+                        .is_in([DeliveryStatus::Pending, DeliveryStatus::Retrying]),
+                )
+                .add(webhook_delivery::Column::NextAttemptAt.lte(overdue))
+        },
     )
-    .await?;
-    if requeued > 0 {
-        tracing::info!(
-            requeued,
-            "sweeper re-enqueued webhook deliveries missing from the queue"
-        );
-    }
-    Ok(requeued)
+    .await
 }
 
 /// Runs [`sweep`] every `interval` until `stop`.

@@ -580,6 +580,18 @@ async fn an_upload_that_cannot_be_decoded_fails_and_leaves_no_file(app: TestApp)
     drop(worker);
 }
 
+/// The keys of an S3 bucket, as the store lists them (XML).
+async fn bucket_listing(app: &TestApp, endpoint: &str, bucket: &str) -> String {
+    app.client
+        .get(format!("{endpoint}/{bucket}?list-type=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// With `S3_BUCKET`, uploads and renditions live in the bucket (an S3-compatible store at
 /// `TEST_S3_ENDPOINT`; CI runs one), and nothing in `MEDIA_DIR`.
 async fn images_live_in_an_s3_bucket_when_one_is_set(app: TestApp) {
@@ -631,15 +643,7 @@ async fn images_live_in_an_s3_bucket_when_one_is_set(app: TestApp) {
         304
     );
     // The bucket holds the renditions (and no longer the upload); the directory nothing.
-    let listing = app
-        .client
-        .get(format!("{endpoint}/{bucket}?list-type=2"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let listing = bucket_listing(&app, &endpoint, &bucket).await;
     for name in ["original", "medium", "thumb"] {
         assert!(listing.contains(&format!("{id}/{name}.webp")), "{listing}");
     }
@@ -658,15 +662,7 @@ async fn images_live_in_an_s3_bucket_when_one_is_set(app: TestApp) {
         )
         .await;
     assert_eq!(deleted.status, 204);
-    let listing = app
-        .client
-        .get(format!("{endpoint}/{bucket}?list-type=2"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let listing = bucket_listing(&app, &endpoint, &bucket).await;
     assert!(!listing.contains(&id), "{listing}");
     drop(s3);
 }
